@@ -1,0 +1,205 @@
+"""Port weights of Apple's PyTorch MobileViT into the Keras model.
+
+The reference is `transformers.MobileViTForImageClassification` (checkpoints
+`apple/mobilevit-xx-small`, `apple/mobilevit-x-small`, `apple/mobilevit-small`), itself a mirror
+of ml-cvnets. Its modules map one-to-one onto `mobilevit_utils.layers`; only the tensor layouts
+differ (PyTorch convolutions are `(out, in, kh, kw)`, Keras `(kh, kw, in, out)`; linear layers
+are transposed; query/key/value are fused into one projection here).
+
+Usage where the internet is reachable::
+
+    from transformers import MobileViTForImageClassification
+    torch_model = MobileViTForImageClassification.from_pretrained("apple/mobilevit-xx-small")
+    model = mobilevit_xxs()
+    load_torch_state_dict(model, torch_model.state_dict())
+
+Apple's checkpoints expect RGB scaled to [0, 1] with channels flipped to **BGR** (the
+`MobileViTImageProcessor` does `do_flip_channel_order=True`), resized to 288 and centre-cropped
+to 256 pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock
+
+# Buffers of the reference that have no Keras counterpart.
+_IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):  # torch.Tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _conv_kernel(w):
+    return np.transpose(w, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
+
+
+def _depthwise_kernel(w):
+    return np.transpose(w, (2, 3, 0, 1))  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+
+
+def _linear_kernel(w):
+    return np.transpose(w)
+
+
+def _fused_kernel(*ws):
+    return np.concatenate([np.transpose(w) for w in ws], axis=1)
+
+
+def _fused_bias(*bs):
+    return np.concatenate(bs, axis=0)
+
+
+def _identity(w):
+    return w
+
+
+def _conv_norm_act(layer, prefix):
+    kernel = _depthwise_kernel if layer.depthwise else _conv_kernel
+    yield layer.conv.kernel, [f"{prefix}.convolution.weight"], kernel
+    if layer.norm is not None:
+        norm = layer.norm
+        for variable, name in (
+            (norm.gamma, "weight"),
+            (norm.beta, "bias"),
+            (norm.moving_mean, "running_mean"),
+            (norm.moving_variance, "running_var"),
+        ):
+            yield variable, [f"{prefix}.normalization.{name}"], _identity
+
+
+def _inverted_residual(layer, prefix):
+    for name in ("expand_1x1", "conv_3x3", "reduce_1x1"):
+        yield from _conv_norm_act(getattr(layer, name), f"{prefix}.{name}")
+
+
+def _dense(layer, prefix):
+    yield layer.kernel, [f"{prefix}.weight"], _linear_kernel
+    if layer.use_bias:
+        yield layer.bias, [f"{prefix}.bias"], _identity
+
+
+def _layer_norm(layer, prefix):
+    yield layer.gamma, [f"{prefix}.weight"], _identity
+    yield layer.beta, [f"{prefix}.bias"], _identity
+
+
+def _transformer_layer(layer, prefix):
+    attention = layer.attention
+    qkv = [f"{prefix}.attention.attention.{n}" for n in ("query", "key", "value")]
+    yield attention.qkv_proj.kernel, [f"{k}.weight" for k in qkv], _fused_kernel
+    if attention.qkv_bias:
+        yield attention.qkv_proj.bias, [f"{k}.bias" for k in qkv], _fused_bias
+    yield from _dense(attention.out_proj, f"{prefix}.attention.output.dense")
+    yield from _layer_norm(layer.attention_norm, f"{prefix}.layernorm_before")
+    yield from _layer_norm(layer.mlp_norm, f"{prefix}.layernorm_after")
+    yield from _dense(layer.mlp_in, f"{prefix}.intermediate.dense")
+    yield from _dense(layer.mlp_out, f"{prefix}.output.dense")
+
+
+def _mobilevit_block(layer, prefix):
+    yield from _conv_norm_act(layer.local_rep_layer_1, f"{prefix}.conv_kxk")
+    yield from _conv_norm_act(layer.local_rep_layer_2, f"{prefix}.conv_1x1")
+    for i, transformer in enumerate(layer.transformer_layers):
+        yield from _transformer_layer(transformer, f"{prefix}.transformer.layer.{i}")
+    yield from _layer_norm(layer.transformer_layer_norm, f"{prefix}.layernorm")
+    yield from _conv_norm_act(layer.conv_proj, f"{prefix}.conv_projection")
+    yield from _conv_norm_act(layer.fusion, f"{prefix}.fusion")
+
+
+def _reference_prefix(layer_name):
+    """Reference module path for a top-level layer of `build_mobilevit` (None: no weights)."""
+    if layer_name == "stem":
+        return "mobilevit.conv_stem"
+    if layer_name == "final_conv":
+        return "mobilevit.conv_1x1_exp"
+    if layer_name == "classifier":
+        return "classifier"
+    if layer_name.startswith("stage"):
+        stage, part = layer_name.split("_", 1)
+        index = int(stage.removeprefix("stage")) - 1
+        if part.startswith("block"):
+            return f"mobilevit.encoder.layer.{index}.layer.{int(part.removeprefix('block')) - 1}"
+        if part == "downsample":
+            return f"mobilevit.encoder.layer.{index}.downsampling_layer"
+        return f"mobilevit.encoder.layer.{index}"
+    return None
+
+
+def weight_map(model):
+    """Yield `(keras_variable, reference_keys, transform)` for every weight of `model`."""
+    for layer in model.layers:
+        prefix = _reference_prefix(layer.name)
+        if prefix is None:
+            continue
+        if isinstance(layer, ConvNormAct):
+            yield from _conv_norm_act(layer, prefix)
+        elif isinstance(layer, InvertedResidual):
+            yield from _inverted_residual(layer, prefix)
+        elif isinstance(layer, MobileViTBlock):
+            yield from _mobilevit_block(layer, prefix)
+        else:
+            yield from _dense(layer, prefix)
+
+
+class WeightMismatchError(ValueError):
+    """The state dict does not fit the model; the message lists the offending keys."""
+
+
+def _summarise(title, items, limit=10):
+    shown = ", ".join(items[:limit])
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"{title} ({len(items)}): {shown}{more}"
+
+
+def load_torch_state_dict(model, state_dict):
+    """Copy a reference state dict (torch tensors or numpy arrays) into `model`.
+
+    Accepts the state dict of `MobileViTForImageClassification` or, for models built with
+    `include_top=False`, of `MobileViTModel` (keys without the `mobilevit.` prefix).
+    Raises `WeightMismatchError` listing missing, unexpected and mis-shaped keys; nothing is
+    assigned unless everything fits.
+    """
+    state = dict(state_dict)
+    if state and not any(k.startswith(("mobilevit.", "classifier.")) for k in state):
+        state = {f"mobilevit.{k}": v for k, v in state.items()}
+
+    used, missing, mismatched, assignments = set(), [], [], []
+    for variable, keys, transform in weight_map(model):
+        absent = [k for k in keys if k not in state]
+        if absent:
+            missing.extend(absent)
+            continue
+        used.update(keys)
+        value = transform(*[_to_numpy(state[k]) for k in keys])
+        if tuple(value.shape) != tuple(variable.shape):
+            mismatched.append(
+                f"{'+'.join(keys)} {tuple(value.shape)} -> {variable.path} {tuple(variable.shape)}"
+            )
+            continue
+        assignments.append((variable, value))
+
+    unexpected = sorted(
+        k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES)
+    )
+    if missing or unexpected or mismatched:
+        problems = [
+            _summarise(title, items)
+            for title, items in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("mis-shaped", mismatched),
+            )
+            if items
+        ]
+        raise WeightMismatchError(
+            f"State dict does not match {model.name}: " + "; ".join(problems)
+            + ". Build the variant (xxs/xs/s) and num_classes of the checkpoint."
+        )
+    for variable, value in assignments:
+        variable.assign(value.astype(variable.dtype))
+    return model

@@ -1,0 +1,551 @@
+"""MobileViT building blocks (Mehta & Rastegari, ICLR 2022), written with `keras.ops` only.
+
+Every layer here runs unchanged on the TensorFlow, JAX and PyTorch backends, is registered for
+`keras.saving.load_model(..., safe_mode=True)`, and mirrors one module of Apple's reference
+implementation (ml-cvnets, mirrored by `transformers.MobileViTForImageClassification`), so that
+ported weights reproduce the reference logits (see `mobilevit_utils.convert`).
+
+Layout is channels-last throughout: feature maps are `(batch, height, width, channels)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "mobilevit"
+
+# PyTorch defaults used by the reference: BatchNorm eps/momentum and LayerNorm eps.
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # Keras momentum = 1 - PyTorch momentum (0.1)
+LN_EPSILON = 1e-5
+
+
+def make_divisible(value, divisor=8, min_value=None):
+    """Round `value` to a multiple of `divisor` without losing more than 10 % (MobileNetV2 rule)."""
+    min_value = divisor if min_value is None else min_value
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return int(new_value)
+
+
+def _spatial_size(x):
+    """(height, width) of a channels-last map: Python ints when static, tensors when not."""
+    shape = ops.shape(x)
+    return shape[1], shape[2]
+
+
+def _is_static(*values):
+    return all(isinstance(v, int) for v in values)
+
+
+def _resize_axis(x, out_size, axis):
+    """Bilinear resampling of one axis with half-pixel centres (PyTorch `align_corners=False`)."""
+    in_size = ops.shape(x)[axis]
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    src = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
+    src = ops.maximum(src, 0.0)  # PyTorch clamps negative source coordinates to 0
+    low = ops.cast(ops.floor(src), "int32")
+    low = ops.minimum(low, in_size - 1)
+    high = ops.minimum(low + 1, in_size - 1)
+    frac = src - ops.cast(low, "float32")
+    frac = ops.cast(ops.reshape(frac, [-1] + [1] * (3 - axis)), x.dtype)
+    low_values = ops.take(x, low, axis=axis)
+    high_values = ops.take(x, high, axis=axis)
+    return low_values + (high_values - low_values) * frac
+
+
+def resize_bilinear(x, size):
+    """Resize a channels-last batch to `size=(height, width)`, matching
+    `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`.
+
+    Written with gathers instead of `keras.ops.image.resize` because the target size may be a
+    symbolic tensor (inputs of unknown height/width), which `ops.image.resize` does not accept,
+    and because backends differ in how they resample; this gives one answer everywhere.
+    """
+    x = _resize_axis(x, size[0], axis=1)
+    return _resize_axis(x, size[1], axis=2)
+
+
+def unfold(x, patch_size):
+    """Split a `(B, H, W, C)` map into `(B * p * p, H/p * W/p, C)` token sequences.
+
+    Sequence `i` holds the pixel at the same position `i` of every `p x p` patch, so attention
+    relates each pixel to its counterparts in all other patches: every output pixel sees the
+    whole image at a cost of `1 / p^2` of full self-attention. H and W must be multiples of p.
+    """
+    height, width = _spatial_size(x)
+    channels = x.shape[-1]
+    num_h, num_w = height // patch_size, width // patch_size
+    x = ops.reshape(x, (-1, num_h, patch_size, num_w, patch_size, channels))
+    x = ops.transpose(x, (0, 2, 4, 1, 3, 5))  # (B, p, p, H/p, W/p, C)
+    return ops.reshape(x, (-1, num_h * num_w, channels))
+
+
+def fold(patches, num_patches_hw, patch_size):
+    """Inverse of `unfold`: `(B * p * p, N, C)` back to `(B, H, W, C)`."""
+    num_h, num_w = num_patches_hw
+    channels = patches.shape[-1]
+    x = ops.reshape(patches, (-1, patch_size, patch_size, num_h, num_w, channels))
+    x = ops.transpose(x, (0, 3, 1, 4, 2, 5))  # (B, H/p, p, W/p, p, C)
+    return ops.reshape(x, (-1, num_h * patch_size, num_w * patch_size, channels))
+
+
+def _build_chain(sublayers, input_shape):
+    """Build sublayers applied one after another and return the final output shape."""
+    shape = tuple(input_shape)
+    for layer in sublayers:
+        if layer is None:
+            continue
+        layer.build(shape)
+        shape = tuple(layer.compute_output_shape(shape))
+    return shape
+
+
+def _conv_output_size(size, kernel_size, strides):
+    if size is None:
+        return None
+    pad = (kernel_size - 1) // 2
+    return (size + 2 * pad - kernel_size) // strides + 1
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConvNormAct(layers.Layer):
+    """Convolution → BatchNorm → SiLU, padded like the PyTorch reference.
+
+    PyTorch pads `(k - 1) // 2` pixels on every side. Keras' `padding="same"` does too for
+    stride 1, but for stride 2 on an even input it pads only the bottom/right, which shifts the
+    sampling grid by one pixel and makes ported weights produce different features; strided
+    convolutions therefore pad explicitly and convolve with `"valid"`.
+
+    Args:
+        filters: output channels (ignored when `depthwise=True`: output = input channels).
+        kernel_size: square kernel size.
+        strides: 1 or 2.
+        depthwise: a depthwise (per-channel) convolution, as in MobileNetV2.
+        use_norm: apply BatchNormalization.
+        use_activation: apply SiLU.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        strides=1,
+        depthwise=False,
+        use_norm=True,
+        use_activation=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.depthwise = depthwise
+        self.use_norm = use_norm
+        self.use_activation = use_activation
+        pad = (kernel_size - 1) // 2
+        explicit_pad = pad > 0 and strides > 1
+        self.pad = layers.ZeroPadding2D(pad, name="pad") if explicit_pad else None
+        padding = "valid" if explicit_pad else "same"
+        if depthwise:
+            self.conv = layers.DepthwiseConv2D(
+                kernel_size, strides, padding=padding, use_bias=False, name="conv"
+            )
+        else:
+            self.conv = layers.Conv2D(
+                filters, kernel_size, strides, padding=padding, use_bias=False, name="conv"
+            )
+        self.norm = (
+            layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="norm")
+            if use_norm
+            else None
+        )
+        self.act = layers.Activation("silu", name="act") if use_activation else None
+
+    def build(self, input_shape):
+        _build_chain([self.pad, self.conv, self.norm], input_shape)
+
+    def call(self, inputs, training=None):
+        x = self.pad(inputs) if self.pad is not None else inputs
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        out_channels = channels if self.depthwise else self.filters
+        return (
+            batch,
+            _conv_output_size(height, self.kernel_size, self.strides),
+            _conv_output_size(width, self.kernel_size, self.strides),
+            out_channels,
+        )
+
+    def count_macs(self, input_shape):
+        """Multiply-accumulates for one image of `input_shape` (H, W, C)."""
+        _, out_h, out_w, out_c = self.compute_output_shape((None, *input_shape))
+        per_pixel = self.kernel_size**2 * (1 if self.depthwise else input_shape[-1])
+        return out_h * out_w * out_c * per_pixel
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            depthwise=self.depthwise,
+            use_norm=self.use_norm,
+            use_activation=self.use_activation,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InvertedResidual(layers.Layer):
+    """MobileNetV2 inverted residual: 1x1 expand → 3x3 depthwise → 1x1 project (linear).
+
+    The block adds its input (`out + data`) when it keeps resolution and channel count, so the
+    narrow "bottleneck" tensors carry the residual stream (Sandler et al., 2018).
+
+    Args:
+        filters: output channels.
+        strides: stride of the depthwise convolution.
+        expand_ratio: hidden width = `make_divisible(round(in_channels * expand_ratio), 8)`.
+    """
+
+    def __init__(self, filters, strides=1, expand_ratio=4.0, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.expand_ratio = expand_ratio
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        hidden = make_divisible(int(round(in_channels * self.expand_ratio)), 8)
+        self.use_residual = self.strides == 1 and in_channels == self.filters
+        self.expand_1x1 = ConvNormAct(hidden, 1, name="expand_1x1")
+        self.conv_3x3 = ConvNormAct(hidden, 3, self.strides, depthwise=True, name="conv_3x3")
+        self.reduce_1x1 = ConvNormAct(self.filters, 1, use_activation=False, name="reduce_1x1")
+        _build_chain([self.expand_1x1, self.conv_3x3, self.reduce_1x1], input_shape)
+
+    def call(self, data, training=None):
+        out = self.expand_1x1(data, training=training)
+        out = self.conv_3x3(out, training=training)
+        out = self.reduce_1x1(out, training=training)
+        return out + data if self.use_residual else out
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        return (
+            batch,
+            _conv_output_size(height, 3, self.strides),
+            _conv_output_size(width, 3, self.strides),
+            self.filters,
+        )
+
+    def count_macs(self, input_shape):
+        shape = tuple(input_shape)
+        total = 0
+        for layer in (self.expand_1x1, self.conv_3x3, self.reduce_1x1):
+            total += layer.count_macs(shape)
+            shape = layer.compute_output_shape((None, *shape))[1:]
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, strides=self.strides, expand_ratio=self.expand_ratio)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MHSA(layers.Layer):
+    """Multi-head self-attention over `(batch, tokens, embedding_dim)` sequences.
+
+    Queries, keys and values come from one fused projection (one matmul instead of three).
+
+    Args:
+        num_heads: number of attention heads.
+        embedding_dim: width of the input and output tokens.
+        projection_dim: width of each head; defaults to `embedding_dim // num_heads`.
+        qkv_bias: learn biases in the query/key/value projection.
+        attention_drop: dropout rate on the attention probabilities.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        embedding_dim,
+        projection_dim=None,
+        qkv_bias=True,
+        attention_drop=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.embedding_dim = embedding_dim
+        self.projection_dim = projection_dim or embedding_dim // num_heads
+        self.qkv_bias = qkv_bias
+        self.attention_drop = attention_drop
+        self.scale = self.projection_dim**-0.5
+        inner_dim = self.num_heads * self.projection_dim
+        self.qkv_proj = layers.Dense(3 * inner_dim, use_bias=qkv_bias, name="qkv_proj")
+        self.out_proj = layers.Dense(embedding_dim, name="out_proj")
+        self.attn_dropout = layers.Dropout(attention_drop, name="attn_dropout")
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"MHSA expects tokens of width embedding_dim={self.embedding_dim}, "
+                f"got input shape {tuple(input_shape)}; set embedding_dim to the last dimension."
+            )
+        self.qkv_proj.build(input_shape)
+        self.out_proj.build((*input_shape[:-1], self.num_heads * self.projection_dim))
+
+    def call(self, x, training=None):
+        num_tokens = ops.shape(x)[1]
+        qkv = ops.reshape(
+            self.qkv_proj(x), (-1, num_tokens, 3, self.num_heads, self.projection_dim)
+        )
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        scores = ops.einsum("bqhd,bkhd->bhqk", query * self.scale, key)
+        weights = self.attn_dropout(ops.softmax(scores, axis=-1), training=training)
+        out = ops.einsum("bhqk,bkhd->bqhd", weights, value)
+        out = ops.reshape(out, (-1, num_tokens, self.num_heads * self.projection_dim))
+        return self.out_proj(out)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, num_tokens):
+        inner = self.num_heads * self.projection_dim
+        projections = num_tokens * self.embedding_dim * inner * 4  # q, k, v and output
+        attention = 2 * num_tokens * num_tokens * inner  # scores and weighted sum
+        return projections + attention
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            embedding_dim=self.embedding_dim,
+            projection_dim=self.projection_dim,
+            qkv_bias=self.qkv_bias,
+            attention_drop=self.attention_drop,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerLayer(layers.Layer):
+    """Pre-norm transformer encoder layer: x + MHSA(LN(x)), then x + MLP(LN(x)) with SiLU.
+
+    Args:
+        embedding_dim: token width.
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP relative to `embedding_dim`.
+        qkv_bias: biases in the query/key/value projection.
+        attention_drop: dropout on attention probabilities.
+        dropout: dropout on the attention and MLP outputs before each residual sum.
+    """
+
+    def __init__(
+        self,
+        embedding_dim,
+        num_heads=4,
+        mlp_ratio=2.0,
+        qkv_bias=True,
+        attention_drop=0.0,
+        dropout=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.attention_drop = attention_drop
+        self.dropout = dropout
+        self.mlp_dim = int(embedding_dim * mlp_ratio)
+        self.attention_norm = layers.LayerNormalization(epsilon=LN_EPSILON, name="attention_norm")
+        self.attention = MHSA(
+            num_heads, embedding_dim, qkv_bias=qkv_bias, attention_drop=attention_drop,
+            name="attention",
+        )
+        self.mlp_norm = layers.LayerNormalization(epsilon=LN_EPSILON, name="mlp_norm")
+        self.mlp_in = layers.Dense(self.mlp_dim, activation="silu", name="mlp_in")
+        self.mlp_out = layers.Dense(embedding_dim, name="mlp_out")
+        self.output_dropout = layers.Dropout(dropout, name="output_dropout")
+
+    def build(self, input_shape):
+        for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
+            layer.build(input_shape)
+        self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
+
+    def call(self, x, training=None):
+        attended = self.attention(self.attention_norm(x), training=training)
+        x = x + self.output_dropout(attended, training=training)
+        mlp = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
+        return x + self.output_dropout(mlp, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, num_tokens):
+        return self.attention.count_macs(num_tokens) + 2 * num_tokens * self.embedding_dim * self.mlp_dim
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            qkv_bias=self.qkv_bias,
+            attention_drop=self.attention_drop,
+            dropout=self.dropout,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MobileViTBlock(layers.Layer):
+    """MobileViT block (paper Sec. 3.1, Fig. 1b): local convolutions, global attention over
+    unfolded patches, fold back, fuse with the input.
+
+    `local_rep_layer_1` (3x3 conv-BN-SiLU) and `local_rep_layer_2` (1x1 conv to
+    `embedding_dim`) encode local structure; `transformer_layers` then relate pixels across
+    patches (see `unfold`), followed by `transformer_layer_norm`; the folded map is projected
+    back to the input width (`conv_proj`), concatenated with the block input and fused by a 3x3
+    conv (`fusion`). When a map is not a multiple of `patch_size` it is resized bilinearly to the
+    next multiple and back, as the reference does. Output shape = input shape.
+
+    Args:
+        embedding_dim: token width inside the transformer.
+        num_transformer_layers: how many `TransformerLayer`s.
+        num_heads, mlp_ratio, qkv_bias, attention_drop, dropout: see `TransformerLayer`.
+        patch_size: side of the square patches.
+        kernel_size: kernel of the local and fusion convolutions.
+    """
+
+    def __init__(
+        self,
+        embedding_dim,
+        num_transformer_layers=2,
+        num_heads=4,
+        patch_size=2,
+        mlp_ratio=2.0,
+        qkv_bias=True,
+        attention_drop=0.0,
+        dropout=0.0,
+        kernel_size=3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.num_transformer_layers = num_transformer_layers
+        self.num_heads = num_heads
+        self.patch_size = patch_size
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.attention_drop = attention_drop
+        self.dropout = dropout
+        self.kernel_size = kernel_size
+        self.transformer_layers = [
+            TransformerLayer(
+                embedding_dim, num_heads, mlp_ratio, qkv_bias, attention_drop, dropout,
+                name=f"transformer_{i}",
+            )
+            for i in range(num_transformer_layers)
+        ]
+        self.transformer_layer_norm = layers.LayerNormalization(
+            epsilon=LN_EPSILON, name="transformer_layer_norm"
+        )
+        self.concat = layers.Concatenate(axis=-1, name="concat")
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.local_rep_layer_1 = ConvNormAct(channels, self.kernel_size, name="local_rep_layer_1")
+        self.local_rep_layer_2 = ConvNormAct(
+            self.embedding_dim, 1, use_norm=False, use_activation=False, name="local_rep_layer_2"
+        )
+        self.conv_proj = ConvNormAct(channels, 1, name="conv_proj")
+        self.fusion = ConvNormAct(channels, self.kernel_size, name="fusion")
+        _build_chain([self.local_rep_layer_1, self.local_rep_layer_2], input_shape)
+        token_shape = (None, None, self.embedding_dim)
+        for layer in self.transformer_layers:
+            layer.build(token_shape)
+        self.transformer_layer_norm.build(token_shape)
+        self.conv_proj.build((*input_shape[:-1], self.embedding_dim))
+        self.fusion.build((*input_shape[:-1], 2 * channels))
+
+    def _patch_aligned_size(self, height, width):
+        p = self.patch_size
+        return (height + p - 1) // p * p, (width + p - 1) // p * p
+
+    def call(self, x, training=None):
+        residual = x
+        x = self.local_rep_layer_1(x, training=training)
+        x = self.local_rep_layer_2(x, training=training)
+
+        height, width = _spatial_size(x)
+        new_height, new_width = self._patch_aligned_size(height, width)
+        # With unknown sizes (symbolic tensors) always resize: to the same size it is exact.
+        needs_resize = not _is_static(height, width) or (new_height, new_width) != (height, width)
+        if needs_resize:
+            x = resize_bilinear(x, (new_height, new_width))
+
+        patches = unfold(x, self.patch_size)
+        for layer in self.transformer_layers:
+            patches = layer(patches, training=training)
+        patches = self.transformer_layer_norm(patches)
+        grid = (new_height // self.patch_size, new_width // self.patch_size)
+        x = fold(patches, grid, self.patch_size)
+
+        if needs_resize:
+            x = resize_bilinear(x, (height, width))
+        x = self.conv_proj(x, training=training)
+        return self.fusion(self.concat([residual, x]), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, input_shape):
+        height, width, channels = input_shape
+        new_h, new_w = self._patch_aligned_size(height, width)
+        num_tokens = (new_h // self.patch_size) * (new_w // self.patch_size)
+        sequences = self.patch_size**2
+        total = self.local_rep_layer_1.count_macs(input_shape)
+        total += self.local_rep_layer_2.count_macs(input_shape)
+        total += sequences * sum(t.count_macs(num_tokens) for t in self.transformer_layers)
+        total += self.conv_proj.count_macs((height, width, self.embedding_dim))
+        total += self.fusion.count_macs((height, width, 2 * channels))
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            num_transformer_layers=self.num_transformer_layers,
+            num_heads=self.num_heads,
+            patch_size=self.patch_size,
+            mlp_ratio=self.mlp_ratio,
+            qkv_bias=self.qkv_bias,
+            attention_drop=self.attention_drop,
+            dropout=self.dropout,
+            kernel_size=self.kernel_size,
+        )
+        return config
+
+
+def count_layer_macs(layer, input_shape):
+    """MACs of one image through a layer of a functional model (0 for parameter-free layers)."""
+    if hasattr(layer, "count_macs"):
+        return int(layer.count_macs(tuple(input_shape)))
+    if isinstance(layer, layers.Dense):
+        return int(math.prod(input_shape) * layer.units)
+    return 0

@@ -1,0 +1,127 @@
+import keras
+import numpy as np
+import pytest
+
+from mobilevit_utils import layers as L
+
+
+def to_np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize(
+    "value, expected", [(16, 16), (17, 16), (20, 24), (32 * 2.0, 64), (96 * 4, 384), (3, 8)]
+)
+def test_make_divisible(value, expected):
+    assert L.make_divisible(value, 8) == expected
+
+
+def test_unfold_groups_same_position_of_every_patch():
+    # 4x4 map, 2x2 patches: 4 sequences (one per in-patch position) of 4 tokens each.
+    x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    patches = to_np(L.unfold(x, 2))
+    assert patches.shape == (4, 4, 1)
+    # Sequence 0 holds the top-left pixel of each patch: (0,0), (0,2), (2,0), (2,2).
+    np.testing.assert_array_equal(patches[0, :, 0], [0, 2, 8, 10])
+    np.testing.assert_array_equal(patches[3, :, 0], [5, 7, 13, 15])
+
+
+def test_fold_inverts_unfold(rng):
+    x = rng.normal(size=(3, 8, 6, 5)).astype("float32")
+    patches = L.unfold(x, 2)
+    np.testing.assert_array_equal(to_np(L.fold(patches, (4, 3), 2)), x)
+
+
+@pytest.mark.parametrize("src, dst", [((7, 5), (8, 6)), ((8, 6), (7, 5)), ((6, 6), (6, 6))])
+def test_resize_bilinear_matches_torch(rng, src, dst):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(2, *src, 3)).astype("float32")
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(x.transpose(0, 3, 1, 2)), size=dst, mode="bilinear", align_corners=False
+    ).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(to_np(L.resize_bilinear(x, dst)), want, atol=1e-6)
+
+
+def test_resize_to_same_size_is_exact(rng):
+    x = rng.normal(size=(1, 6, 10, 2)).astype("float32")
+    np.testing.assert_array_equal(to_np(L.resize_bilinear(x, (6, 10))), x)
+
+
+@pytest.mark.parametrize("size", [32, 33])
+def test_strided_conv_pads_symmetrically(size):
+    # A 3x3 all-ones kernel on all-ones input: with PyTorch-style padding (1 on every side)
+    # the top-left output sees a 2x2 window (4) and no output sees the bottom/right edge twice.
+    layer = L.ConvNormAct(1, 3, strides=2, use_norm=False, use_activation=False)
+    layer.build((None, size, size, 1))
+    layer.conv.kernel.assign(np.ones((3, 3, 1, 1), "float32"))
+    out = to_np(layer(np.ones((1, size, size, 1), "float32")))[0, :, :, 0]
+    assert out.shape == ((size - 1) // 2 + 1,) * 2
+    assert out[0, 0] == 4.0
+    assert out[1, 1] == 9.0
+
+
+def test_inverted_residual_adds_input_only_when_shapes_match():
+    same = L.InvertedResidual(16, strides=1, expand_ratio=2)
+    same.build((None, 8, 8, 16))
+    assert same.use_residual and same.expand_1x1.filters == 32
+    for block in (L.InvertedResidual(24, strides=1), L.InvertedResidual(16, strides=2)):
+        block.build((None, 8, 8, 16))
+        assert not block.use_residual
+    assert L.InvertedResidual(16, strides=2).compute_output_shape((None, 9, 8, 16)) == (None, 5, 4, 16)
+
+
+def test_mhsa_shapes_and_defaults(rng):
+    mhsa = L.MHSA(num_heads=4, embedding_dim=64)
+    assert mhsa.projection_dim == 16
+    x = rng.normal(size=(3, 10, 64)).astype("float32")
+    assert to_np(mhsa(x)).shape == (3, 10, 64)
+    wide = L.MHSA(num_heads=2, embedding_dim=64, projection_dim=48, qkv_bias=False)
+    wide.build((None, 10, 64))
+    assert wide.qkv_proj.kernel.shape == (64, 3 * 96) and wide.qkv_proj.bias is None
+    with pytest.raises(ValueError, match="embedding_dim=32"):
+        L.MHSA(4, 32).build((None, 10, 64))
+
+
+def test_mhsa_matches_keras_multi_head_attention(rng):
+    """Same weights in keras.layers.MultiHeadAttention give the same result."""
+    mhsa = L.MHSA(num_heads=2, embedding_dim=8)
+    ref = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    x = rng.normal(size=(2, 5, 8)).astype("float32")
+    mhsa(x)
+    ref(x, x)
+    q, k, v = np.split(to_np(mhsa.qkv_proj.kernel), 3, axis=1)
+    qb, kb, vb = np.split(to_np(mhsa.qkv_proj.bias), 3)
+    for dense, w, b in ((ref._query_dense, q, qb), (ref._key_dense, k, kb), (ref._value_dense, v, vb)):
+        dense.kernel.assign(w.reshape(8, 2, 4))
+        dense.bias.assign(b.reshape(2, 4))
+    ref._output_dense.kernel.assign(to_np(mhsa.out_proj.kernel).reshape(2, 4, 8))
+    ref._output_dense.bias.assign(to_np(mhsa.out_proj.bias))
+    np.testing.assert_allclose(to_np(mhsa(x)), to_np(ref(x, x)), atol=1e-5)
+
+
+def test_mobilevit_block_keeps_shape_and_resizes_odd_maps(rng):
+    block = L.MobileViTBlock(embedding_dim=32, num_transformer_layers=2, num_heads=4)
+    for size in [(8, 8), (7, 9)]:
+        x = rng.normal(size=(2, *size, 24)).astype("float32")
+        assert to_np(block(x)).shape == x.shape
+    assert [t.name for t in block.transformer_layers] == ["transformer_0", "transformer_1"]
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (L.ConvNormAct(8, 3, 2, depthwise=False, use_norm=False), (None, 9, 9, 4)),
+        (L.InvertedResidual(8, 2, 3.0), (None, 9, 9, 4)),
+        (L.MHSA(2, 8, projection_dim=6, qkv_bias=False, attention_drop=0.1), (None, 5, 8)),
+        (L.TransformerLayer(8, 2, 3.0, dropout=0.1), (None, 5, 8)),
+        (L.MobileViTBlock(16, 1, 2, patch_size=2, mlp_ratio=1.5), (None, 6, 6, 8)),
+    ],
+)
+def test_layer_config_round_trip(layer, shape, rng):
+    clone = layer.__class__.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    x = rng.normal(size=(2, *shape[1:])).astype("float32")
+    layer(x)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(to_np(clone(x)), to_np(layer(x)), atol=1e-6)

@@ -1,0 +1,74 @@
+import keras
+import numpy as np
+import pytest
+
+from mobilevit_utils import models
+
+
+def to_np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize(
+    "builder, expected",
+    [(models.mobilevit_xxs, 1_272_024), (models.mobilevit_xs, 2_317_848), (models.mobilevit_s, 5_578_632)],
+)
+def test_parameter_counts_match_reference(builder, expected):
+    model = builder(num_classes=1000, input_shape=(256, 256, 3))
+    assert models.trainable_params(model) == expected
+
+
+def test_unknown_variant_and_bad_input_shape_are_clear_errors():
+    with pytest.raises(ValueError, match="expected one of"):
+        models.get_config("tiny")
+    with pytest.raises(ValueError, match="at least 32"):
+        models.build_mobilevit("xxs", input_shape=(16, 16, 3))
+
+
+def test_dynamic_input_sizes_match_fixed_size_models(rng):
+    dynamic = models.build_mobilevit("xxs", num_classes=7, input_shape=(None, None, 3))
+    for size in [(32, 32), (100, 75), (224, 224)]:
+        fixed = models.build_mobilevit("xxs", num_classes=7, input_shape=(*size, 3))
+        fixed.set_weights(dynamic.get_weights())
+        x = rng.uniform(size=(2, *size, 3)).astype("float32")
+        out = to_np(dynamic(x, training=False))
+        assert out.shape == (2, 7)
+        np.testing.assert_allclose(out, to_np(fixed(x, training=False)), atol=1e-5)
+
+
+def test_feature_extractor_and_rescaling():
+    features = models.build_mobilevit("xxs", include_top=False, input_shape=(64, 64, 3))
+    assert features.output.shape == (None, 2, 2, 320)
+    pooled = models.build_mobilevit("xxs", include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    assert pooled.output.shape == (None, 320)
+    raw = models.mobilevit_xxs_cifar(include_rescaling=True)
+    assert raw.layers[1].name == "rescaling"
+
+
+def test_cifar_variant_keeps_resolution_for_attention():
+    model = models.mobilevit_xxs_cifar()
+    shapes = {row["layer"]: row["output_shape"] for row in models.layer_table(model)}
+    assert shapes["stage2_block3"] == (32, 32, 24)
+    assert shapes["stage3_mobilevit"][:2] == (16, 16)
+    assert shapes["stage5_mobilevit"][:2] == (4, 4)
+    assert model.output.shape == (None, 10)
+
+
+def test_layer_table_adds_up():
+    model = models.mobilevit_xxs()
+    rows = models.layer_table(model)
+    assert sum(r["params"] for r in rows) == model.count_params()
+    # MobileViT-XXS at 256x256: about 0.4 G multiply-accumulates (paper: 0.4 GFLOPs).
+    assert 0.35e9 < models.count_macs(model) < 0.45e9
+    with pytest.raises(ValueError, match="fixed input size"):
+        models.layer_table(models.build_mobilevit("xxs", input_shape=(None, None, 3)))
+
+
+def test_save_and_load_with_safe_mode_gives_identical_outputs(tmp_path, rng):
+    model = models.mobilevit_xxs_cifar(num_classes=10, transformer_dropout=0.1)
+    x = rng.uniform(size=(4, 32, 32, 3)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(to_np(loaded(x, training=False)), to_np(model(x, training=False)))
+    assert loaded.get_layer("stage3_mobilevit").get_config() == model.get_layer("stage3_mobilevit").get_config()

@@ -1,4 +1,23 @@
 """mobilevit_utils: MobileViT (Mehta & Rastegari, ICLR 2022) for Keras 3, with the data,
-training, evaluation and TFLite-export machinery behind the mobilevit-keras notebooks."""
+training, evaluation and TFLite-export machinery behind the mobilevit-keras notebooks.
+
+Importing the package registers its layers, so `keras.saving.load_model(path, safe_mode=True)`
+can rebuild saved MobileViT models. Choose the backend (`KERAS_BACKEND`) before importing it.
+"""
 
 __version__ = "0.1.0"
+
+import os as _os
+
+from mobilevit_utils.environment import quiet_stderr as _quiet_stderr
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow prints CUDA-probing and oneDNN notices from C++ at import and first use, which
+# TF_CPP_MIN_LOG_LEVEL no longer silences; set MOBILEVIT_VERBOSE=1 to see them.
+with _quiet_stderr():
+    import keras as _keras
+
+    if _keras.backend.backend() == "tensorflow":
+        _keras.ops.convert_to_numpy(_keras.ops.zeros(()))  # device initialisation logs here
+
+from mobilevit_utils import layers  # noqa: E402,F401  (registers the serialisable layers)

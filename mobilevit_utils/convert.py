@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock
+from mobilevit_utils.models import get_config
 
 # Buffers of the reference that have no Keras counterpart.
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -203,3 +204,49 @@ def load_torch_state_dict(model, state_dict):
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
     return model
+
+
+def reference_config(variant, num_classes=1000):
+    """`transformers.MobileViTConfig` of the reference model matching one of our variants."""
+    from transformers import MobileViTConfig
+
+    config = get_config(variant)
+    return MobileViTConfig(
+        num_labels=num_classes,
+        neck_hidden_sizes=list(config.channels),
+        hidden_sizes=list(config.embedding_dims),
+        expand_ratio=config.expand_ratio,
+        num_attention_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
+        patch_size=config.patch_size,
+    )
+
+
+def random_reference(variant, num_classes=1000, seed=0):
+    """A randomly initialised PyTorch reference model (offline), in eval mode.
+
+    Normalisation statistics are randomised too: at their initial values (mean 0, variance 1)
+    a mistake in mapping them would go unnoticed.
+    """
+    import torch
+    from transformers import MobileViTForImageClassification
+
+    torch.manual_seed(seed)
+    model = MobileViTForImageClassification(reference_config(variant, num_classes)).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+def reference_logits(reference, images):
+    """Logits of the PyTorch reference for channels-last float images."""
+    import torch
+
+    pixels = torch.from_numpy(np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2))))
+    with torch.no_grad():
+        return reference(pixels).logits.numpy()

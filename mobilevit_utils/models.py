@@ -202,6 +202,13 @@ def trainable_params(model):
     return int(sum(keras.ops.size(w) for w in model.trainable_weights))
 
 
+def _stage_of(layer_name):
+    prefix = layer_name.split("_")[0]
+    if prefix.startswith("stage") or prefix in ("stem", "rescaling"):
+        return prefix
+    return "head"
+
+
 def layer_table(model):
     """Per-layer output shape, parameters and MACs (multiply-accumulates) for one image.
 
@@ -221,7 +228,7 @@ def layer_table(model):
         rows.append(
             {
                 "layer": layer.name,
-                "stage": layer.name.split("_")[0],
+                "stage": _stage_of(layer.name),
                 "output_shape": tuple(layer.output.shape[1:]),
                 "params": int(layer.count_params()),
                 "macs": count_layer_macs(layer, in_shape),

@@ -1,0 +1,55 @@
+# mobilevit-keras: `make tutorial` runs the notebooks, `make test` runs every test.
+# Both create .venv and install everything on a fresh machine (Python 3.10+ and make).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,litert,backends,reference
+NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+EXECUTED := artifacts/executed
+
+.PHONY: install test unit-test notebook-test tutorial format-notebooks benchmarks clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned: it resolves to the CPU wheel here; any other request would pull a
+# multi-GB CUDA build. The stamp file re-runs the install when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# Unit tests, then every notebook through nbval, in quick mode; prints the slowest items.
+test: install
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) \
+		--nbval-lax --nbval-current-env --durations=20
+
+unit-test: install
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests --durations=10
+
+notebook-test: install
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env --durations=10
+
+# Executes the notebooks in order (03 writes the checkpoint 04 and 05 read) and keeps executed
+# copies, with outputs, under artifacts/executed/. Set MOBILEVIT_QUICK=1 for a fast pass.
+tutorial: install
+	mkdir -p $(EXECUTED)
+	for nb in $(NOTEBOOKS); do \
+		echo "== $$nb"; \
+		$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+			--output-dir $(EXECUTED) "$$nb" || exit 1; \
+	done
+	@echo "Executed notebooks: $(EXECUTED)/"
+
+# Strip outputs and normalise metadata of the committed notebooks.
+format-notebooks: install
+	$(BIN)/python tools/clean_notebooks.py $(NOTEBOOKS)
+
+benchmarks: install
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache

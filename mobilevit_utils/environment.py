@@ -1,0 +1,159 @@
+"""Where things live, which mode we run in, and what we run on.
+
+Environment variables (all optional):
+
+- `MOBILEVIT_QUICK=1`: quick mode — small subsets and few steps, so each notebook runs in about
+  a minute on 2 CPU cores (what CI uses). Unset: the real thing.
+- `MOBILEVIT_DATA_DIR`: a local dataset (class-per-folder tree or the CIFAR-10 JPEG archive),
+  used instead of downloading; see `mobilevit_utils.data`.
+- `MOBILEVIT_ARTIFACTS`: where notebooks and runs write figures, checkpoints and reports
+  (default: `artifacts/` in the repository, or in the working directory outside it).
+- `KERAS_BACKEND`: tensorflow (default), jax or torch — set it before Keras is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import sys
+from importlib import metadata
+from pathlib import Path
+
+QUICK_ENV = "MOBILEVIT_QUICK"
+DATA_ENV = "MOBILEVIT_DATA_DIR"
+ARTIFACTS_ENV = "MOBILEVIT_ARTIFACTS"
+
+# Versions the notebooks were written and tested against (see environment.yml for why).
+SUPPORTED = {"keras": (3, 15), "tensorflow": (2, 21)}
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (C++ log lines that bypass Python logging), e.g. TensorFlow's
+    CUDA probing on machines without a GPU. Python exceptions still propagate normally."""
+    if os.environ.get("MOBILEVIT_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def quick_mode():
+    """True when `MOBILEVIT_QUICK` is set to 1/true/yes."""
+    return os.environ.get(QUICK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def project_root(start=None):
+    """The repository root (the folder holding `mobilevit_utils/` and `pyproject.toml`) above
+    `start` (default: the working directory), or None outside a checkout."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "mobilevit_utils").is_dir():
+            return folder
+    return None
+
+
+def data_dir():
+    """Where downloads and caches go: `<repo>/data`, else `./data`."""
+    root = project_root()
+    return (root or Path.cwd()) / "data"
+
+
+def artifacts_dir(*parts, create=True):
+    """A folder under the artifacts root (`MOBILEVIT_ARTIFACTS` or `<repo>/artifacts`)."""
+    base = os.environ.get(ARTIFACTS_ENV)
+    root = Path(base) if base else (project_root() or Path.cwd()) / "artifacts"
+    path = root.joinpath(*parts)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _version(package):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _major_minor(version):
+    return tuple(int(p) for p in version.split(".")[:2])
+
+
+def check_versions():
+    """Raise a clear error when Keras is too old; return the installed versions."""
+    versions = {name: _version(name) for name in ("keras", "tensorflow", "jax", "torch")}
+    keras_version = versions["keras"]
+    if keras_version is None or _major_minor(keras_version) < (3, 5):
+        raise RuntimeError(
+            f"mobilevit-keras needs Keras 3 (tested with {SUPPORTED['keras'][0]}."
+            f"{SUPPORTED['keras'][1]}), found {keras_version}: run `pip install -e .` "
+            "(or `pip install keras==3.15.1`) and restart the kernel."
+        )
+    return versions
+
+
+def set_seed(seed):
+    """Seed Python, NumPy and the Keras backend from one number."""
+    import keras
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def describe():
+    """Versions, backend and devices: recorded next to every training run."""
+    import keras
+
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "backend": keras.backend.backend(),
+        "quick_mode": quick_mode(),
+        "versions": {k: v for k, v in check_versions().items() if v},
+    }
+    info["devices"] = _devices(info["backend"])
+    return info
+
+
+def _devices(backend):
+    try:
+        if backend == "jax":
+            import jax
+
+            return [str(d) for d in jax.devices()]
+        if backend == "torch":
+            import torch
+
+            return ["cuda:0"] if torch.cuda.is_available() else ["cpu"]
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices()]
+    except Exception as error:  # a description must never break a run
+        return [f"unknown ({error.__class__.__name__})"]
+
+
+def setup_notebook(seed=42):
+    """What every notebook's Setup section does: version check, quiet logs, plot style, seed.
+
+    Returns `describe()` so the notebook can show what it runs on.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    check_versions()
+    from mobilevit_utils import plots
+
+    plots.set_style()
+    set_seed(seed)
+    return describe()

@@ -1,0 +1,37 @@
+"""pyproject.toml, environment.yml and the Makefile describe the same environment."""
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def environment_pip_entries():
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    return [m.group(1) for line in lines if (m := re.match(r"\s+- (\S.*?)\s*(#.*)?$", line))]
+
+
+def test_environment_pins_match_pyproject():
+    project = pyproject()["project"]
+    pins = {d for d in project["dependencies"] if "==" in d}
+    pins |= {d for deps in project["optional-dependencies"].values() for d in deps if "==" in d}
+    env_pins = {e for e in environment_pip_entries() if "==" in e}
+    assert env_pins == pins
+
+
+def test_environment_and_makefile_install_the_same_extras():
+    extras = set(pyproject()["project"]["optional-dependencies"])
+    env_extras = next(e for e in environment_pip_entries() if e.startswith("-e ."))
+    make_extras = re.search(r"^EXTRAS \?= (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert set(env_extras[len("-e .["):-1].split(",")) == extras
+    assert set(make_extras.split(",")) == extras
+
+
+def test_makefile_installs_the_pinned_torch_first():
+    makefile = (ROOT / "Makefile").read_text()
+    assert makefile.index('"torch==2.13.0"') < makefile.index('-e ".[$(EXTRAS)]"')

@@ -1,0 +1,81 @@
+"""Training throughput of a MobileViT variant on this machine and backend.
+
+Prints images/s of the training step (forward + backward + AdamW update, random data so the
+input pipeline is not measured), the float32 matmul throughput measured in the same run, and the
+fraction of it the training step reaches, counting 3 x forward MACs x 2 FLOPs per image.
+
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py --variant xxs_cifar --batch-size 128
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mobilevit_utils import models  # noqa: E402
+
+
+def matmul_flops(n=1024, repeats=20):
+    """Sustained float32 matmul FLOP/s of the backend (best of three timed runs)."""
+    a = keras.random.normal((n, n), seed=1)
+    b = keras.random.normal((n, n), seed=2)
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # warm-up / compile
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        c = a
+        for _ in range(repeats):
+            c = keras.ops.matmul(a, b)
+        keras.ops.convert_to_numpy(c)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 * repeats / best
+
+
+def train_images_per_second(variant, batch_size, steps, input_size=None):
+    config = models.get_config(variant)
+    shape = (input_size, input_size, 3) if input_size else config.default_input_shape
+    model = models.build_mobilevit(config, num_classes=10, input_shape=shape)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(batch_size, *shape)).astype("float32")
+    y = rng.integers(0, 10, size=(batch_size,))
+    for _ in range(2):  # compile and warm up
+        model.train_on_batch(x, y)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    elapsed = time.perf_counter() - start
+    return batch_size * steps / elapsed, models.count_macs(model), model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="xxs_cifar")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--input-size", type=int, default=None)
+    args = parser.parse_args()
+
+    peak = matmul_flops()
+    images_per_s, macs, model = train_images_per_second(
+        args.variant, args.batch_size, args.steps, args.input_size
+    )
+    achieved = images_per_s * macs * 2 * 3
+    print(f"backend             {keras.backend.backend()} ({os.cpu_count()} CPU cores)")
+    print(f"model               {model.name}, input {model.input_shape[1:]}, batch {args.batch_size}")
+    print(f"forward MACs/image  {macs / 1e6:.1f} M")
+    print(f"training            {images_per_s:.1f} images/s")
+    print(f"                    {3600 * images_per_s / 45000:.1f} epochs/hour of 45,000 images")
+    print(f"matmul float32      {peak / 1e9:.1f} GFLOP/s (1024x1024)")
+    print(f"training FLOP/s     {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f} % of matmul")
+
+
+if __name__ == "__main__":
+    main()

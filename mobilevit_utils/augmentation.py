@@ -1,0 +1,123 @@
+"""Data augmentation from Keras preprocessing layers, with named strengths.
+
+Images stay in 0-255 floats here; the model rescales them (one place only: its `Rescaling`
+layer). Augmentation runs only on training batches; evaluation batches pass untouched.
+
+MixUp and CutMix blend pairs of images *and their labels*, so labels become soft (one-hot
+mixtures): the loss must then be categorical cross-entropy on probabilities
+(`training.make_loss(soft_labels=True)`), not the sparse version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+from keras import layers
+
+VALUE_RANGE = (0, 255)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentationConfig:
+    """Magnitudes of each transform (0 disables it). Copy and edit with `dataclasses.replace`.
+
+    translate/zoom are fractions of the image side, rotation a fraction of a full turn;
+    brightness/contrast/saturation/hue are the `RandomColorJitter` factors. `mix` is None,
+    "mixup" or "cutmix", with `mix_alpha` the Beta-distribution parameter.
+    """
+
+    flip: bool = True
+    translate: float = 0.125
+    rotation: float = 0.0
+    zoom: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    mix: str | None = None
+    mix_alpha: float = 0.2
+
+    @property
+    def soft_labels(self):
+        return self.mix is not None
+
+
+PRESETS = {
+    "none": AugmentationConfig(flip=False, translate=0.0),
+    # The classic CIFAR recipe: horizontal flip + shifts of up to 4 pixels.
+    "light": AugmentationConfig(),
+    "medium": AugmentationConfig(rotation=0.04, zoom=0.1, brightness=0.15, contrast=0.15,
+                                 saturation=0.15, hue=0.03),
+    "strong": AugmentationConfig(rotation=0.06, zoom=0.15, brightness=0.2, contrast=0.2,
+                                 saturation=0.2, hue=0.05, mix="cutmix", mix_alpha=1.0),
+}
+
+
+def get_augmentation(strength):
+    """An `AugmentationConfig` from a preset name ("none", "light", "medium", "strong") or a
+    config (returned as is)."""
+    if isinstance(strength, AugmentationConfig):
+        return strength
+    if strength is None:
+        return PRESETS["none"]
+    if strength not in PRESETS:
+        raise ValueError(f"Unknown augmentation {strength!r}; expected one of {list(PRESETS)}.")
+    return PRESETS[strength]
+
+
+def transform_layers(config, seed=None):
+    """The per-image transforms of `config`, in application order, as (name, layer) pairs."""
+    config = get_augmentation(config)
+    out = []
+    if config.flip:
+        out.append(("flip", layers.RandomFlip("horizontal", seed=seed, name="flip")))
+    if config.translate:
+        out.append(("translate", layers.RandomTranslation(
+            config.translate, config.translate, fill_mode="reflect", seed=seed, name="translate")))
+    if config.rotation:
+        out.append(("rotation", layers.RandomRotation(
+            config.rotation, fill_mode="reflect", seed=seed, name="rotation")))
+    if config.zoom:
+        out.append(("zoom", layers.RandomZoom(
+            config.zoom, fill_mode="reflect", seed=seed, name="zoom")))
+    colour = {k: getattr(config, k) for k in ("brightness", "contrast", "saturation", "hue")}
+    if any(colour.values()):
+        out.append(("colour", layers.RandomColorJitter(
+            value_range=VALUE_RANGE,
+            brightness_factor=colour["brightness"] or None,
+            contrast_factor=colour["contrast"] or None,
+            saturation_factor=_saturation_factor(colour["saturation"]),
+            hue_factor=colour["hue"] or None,
+            seed=seed,
+            name="colour",
+        )))
+    return out
+
+
+def _saturation_factor(strength):
+    # RandomSaturation's factor is centred on 0.5 (= unchanged); map a strength s to 0.5 +- s/2.
+    return (0.5 - strength / 2, 0.5 + strength / 2) if strength else None
+
+
+def build_augmenter(config, seed=None):
+    """A `keras.Sequential` applying `config`'s per-image transforms (None when there are none)."""
+    parts = transform_layers(config, seed)
+    if not parts:
+        return None
+    return keras.Sequential([layer for _, layer in parts], name="augmentation")
+
+
+def build_mixer(config, seed=None):
+    """`keras.layers.MixUp` or `keras.layers.CutMix` for `config.mix`, or None.
+
+    Called on `{"images": x, "labels": one_hot}` batches; returns the same dict, mixed.
+    """
+    config = get_augmentation(config)
+    if config.mix is None:
+        return None
+    if config.mix == "mixup":
+        return layers.MixUp(alpha=config.mix_alpha, seed=seed, name="mixup")
+    if config.mix == "cutmix":
+        return layers.CutMix(factor=config.mix_alpha, seed=seed, name="cutmix")
+    raise ValueError(f"mix must be None, 'mixup' or 'cutmix', got {config.mix!r}.")

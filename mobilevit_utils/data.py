@@ -1,0 +1,462 @@
+"""Datasets: CIFAR-10 through Keras' download, or a local class-per-folder image tree.
+
+Where the data comes from, in order:
+
+1. `data_dir=` argument, or the `MOBILEVIT_DATA_DIR` environment variable: a local folder with
+   `train/<class>/*.jpg` (and optionally `test/<class>/*`), a folder of class folders, or a folder
+   holding a `.tar` archive of such a tree (extracted once under the project's `data/`).
+2. Otherwise the official CIFAR-10 release through `keras.datasets.cifar10.load_data()` (cached
+   in Keras' own cache, `~/.keras/datasets`).
+
+Decoded images are cached as `.npz` under `data/cache/`, keyed by the source files, size and
+subset, so 50,000 JPEGs are decoded once, not every epoch or notebook. When the source has no test
+split, a stratified, seeded validation split is carved from the training images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from mobilevit_utils.environment import DATA_ENV, data_dir as default_data_dir
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """The data cannot be loaded; the message says what was expected and what to do."""
+
+
+class DataUnavailableError(DataError):
+    """Neither a local copy nor a download is available."""
+
+
+class BadImageError(DataError):
+    """A file could not be decoded as an image."""
+
+
+@dataclasses.dataclass
+class ImageDataset:
+    """uint8 images (N, H, W, 3) and int labels, split into train / validation / test.
+
+    `test` is None when the source has no test split (e.g. the offline CIFAR-10 copy): evaluate
+    on `val`, which training never sees.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: tuple
+    source: str
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    skipped_files: tuple = ()
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def image_shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    def split(self, name):
+        """(x, y) of "train", "val" or "test" ("test" falls back to "val" when absent)."""
+        if name == "test" and self.x_test is None:
+            name = "val"
+        if name not in ("train", "val", "test"):
+            raise DataError(f"Unknown split {name!r}; expected 'train', 'val' or 'test'.")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def summary(self):
+        rows = {"train": len(self.y_train), "val": len(self.y_val)}
+        if self.y_test is not None:
+            rows["test"] = len(self.y_test)
+        parts = ", ".join(f"{k} {v}" for k, v in rows.items())
+        return f"{self.source}: {parts} images of {self.image_shape}, {self.num_classes} classes"
+
+
+# --------------------------------------------------------------------------------------------
+# Locating a local dataset
+
+
+def resolve_local_root(path):
+    """The folder holding the class tree: `path`, `path/<name>` inside it, or the extraction of
+    a `.tar` archive found in `path` (extracted once under `data/extracted/`)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"Data folder {path} does not exist; set {DATA_ENV} or data_dir= to a folder with "
+            "train/<class>/ images (or the CIFAR-10 JPEG archive)."
+        )
+    if _has_class_tree(path):
+        return path
+    for child in sorted(p for p in path.iterdir() if p.is_dir()):
+        if _has_class_tree(child) and (child / "train").is_dir():
+            return child
+    archives = sorted(path.glob("*.tar")) + sorted(path.glob("*.tar.gz")) + sorted(path.glob("*.tgz"))
+    if archives:
+        return resolve_local_root(_extract(archives[0]))
+    raise DataError(
+        f"{path} holds no images in class folders; expected {path}/train/<class>/*.jpg, "
+        f"{path}/<class>/*.jpg or a .tar archive of that layout."
+    )
+
+
+def _has_class_tree(path):
+    train = path / "train"
+    root = train if train.is_dir() else path
+    return any(
+        child.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
+        for child in root.iterdir()
+    )
+
+
+def _extract(archive):
+    target = default_data_dir() / "extracted" / archive.name.split(".")[0]
+    done = target / ".complete"
+    if not done.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        done.write_text(str(archive))
+    return target
+
+
+def list_image_folder(root, class_names=None):
+    """(paths, labels, class_names) of `root/<class>/*`, classes sorted by name like Keras'
+    `image_dataset_from_directory`. Files that are not images by extension are ignored.
+    With `class_names`, folder names must be among them (labels follow their order)."""
+    root = Path(root)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if class_names is None:
+        class_names = tuple(folders)
+    else:
+        unknown = sorted(set(folders) - set(class_names))
+        if unknown:
+            raise DataError(
+                f"{root} has class folders {unknown} that the model does not know; "
+                f"expected folder names among {list(class_names)}."
+            )
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    if not paths:
+        raise DataError(f"No images found in {root}/<class>/ (extensions {IMAGE_EXTENSIONS}).")
+    return paths, np.asarray(labels, dtype="int32"), tuple(class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding with a cache
+
+
+def _decode(path, image_size):
+    import keras
+
+    try:
+        image = keras.utils.load_img(path, color_mode="rgb", target_size=image_size,
+                                     interpolation="bilinear")
+        return np.asarray(image, dtype="uint8")
+    except Exception as error:  # PIL raises several types for broken files
+        raise BadImageError(f"Cannot decode image {path}: {error}") from None
+
+
+def decode_images(paths, image_size=None, on_error="raise", workers=None):
+    """Decode image files to a uint8 array (N, H, W, 3).
+
+    Images must share one size unless `image_size=(h, w)` resizes them. `on_error="skip"` drops
+    undecodable files instead of raising; returns (images, kept_indices, skipped_paths).
+    """
+    if on_error not in ("raise", "skip"):
+        raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    size = tuple(image_size) if image_size else None
+
+    def decode(path):
+        try:
+            return _decode(path, size)
+        except BadImageError:
+            if on_error == "raise":
+                raise
+            return None
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        decoded = list(pool.map(decode, paths))
+    kept = [i for i, image in enumerate(decoded) if image is not None]
+    skipped = tuple(str(paths[i]) for i, image in enumerate(decoded) if image is None)
+    if not kept:
+        raise DataError("None of the images could be decoded.")
+    shapes = {decoded[i].shape for i in kept}
+    if len(shapes) > 1:
+        raise DataError(
+            f"Images have different sizes {sorted(shapes)[:3]}...; pass image_size=(height, width) "
+            "to resize them to the model input."
+        )
+    return np.stack([decoded[i] for i in kept]), np.asarray(kept), skipped
+
+
+def _cache_key(paths, *extra):
+    digest = hashlib.sha256(repr((CACHE_VERSION, extra)).encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _take_per_class(paths, labels, max_per_class):
+    if not max_per_class:
+        return paths, labels
+    keep = np.concatenate([np.flatnonzero(labels == c)[:max_per_class] for c in np.unique(labels)])
+    keep.sort()
+    return [paths[i] for i in keep], labels[keep]
+
+
+def load_split_folder(root, class_names=None, image_size=None, max_per_class=None,
+                      on_error="raise", cache=True):
+    """Decode `root/<class>/*` (one split) through the `.npz` cache.
+
+    Returns (images, labels, class_names, skipped_paths).
+    """
+    paths, labels, class_names = list_image_folder(root, class_names)
+    paths, labels = _take_per_class(paths, labels, max_per_class)
+    key = _cache_key(paths, tuple(image_size or ()), on_error, class_names)
+    cache_file = default_data_dir() / "cache" / f"{Path(root).parent.name}-{Path(root).name}-{key}.npz"
+    if cache and cache_file.exists():
+        with np.load(cache_file, allow_pickle=False) as stored:
+            return stored["x"], stored["y"], class_names, tuple(stored["skipped"].tolist())
+    images, kept, skipped = decode_images(paths, image_size, on_error)
+    labels = labels[kept]
+    if cache:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp.npz")
+        np.savez(tmp, x=images, y=labels, skipped=np.asarray(skipped, dtype=str))
+        tmp.replace(cache_file)  # atomic: an interrupted write never leaves a corrupt cache
+    return images, labels, class_names, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+
+
+def stratified_split(x, y, validation_split=0.1, seed=42):
+    """Seeded split keeping every class's share in both parts (sklearn's stratification)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < validation_split < 1:
+        raise DataError(f"validation_split must be between 0 and 1, got {validation_split}.")
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=validation_split, random_state=seed, stratify=y
+    )
+    return x_train, y_train, x_val, y_val
+
+
+def load_image_folder(path, validation_split=0.1, seed=42, image_size=None, max_per_class=None,
+                      on_error="raise", class_names=None, cache=True):
+    """A local dataset: `train/` (or class folders directly) and optional `test/`."""
+    root = resolve_local_root(path)
+    train_root = root / "train" if (root / "train").is_dir() else root
+    x, y, class_names, skipped = load_split_folder(
+        train_root, class_names, image_size, max_per_class, on_error, cache
+    )
+    if image_size is None:
+        image_size = x.shape[1:3]  # a test split must match the training images
+    x_train, y_train, x_val, y_val = stratified_split(x, y, validation_split, seed)
+    data = ImageDataset(x_train, y_train, x_val, y_val, class_names, source=str(root),
+                        skipped_files=skipped)
+    if (root / "test").is_dir():
+        data.x_test, data.y_test, _, skipped_test = load_split_folder(
+            root / "test", class_names, image_size, max_per_class, on_error, cache
+        )
+        data.skipped_files += skipped_test
+    return data
+
+
+def load_cifar10_download(validation_split=0.1, seed=42, max_per_class=None):
+    """The official CIFAR-10 release through Keras' download and cache."""
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as error:
+        raise DataUnavailableError(
+            f"CIFAR-10 could not be downloaded ({error.__class__.__name__}: no internet?). "
+            f"Set {DATA_ENV}=/path/to/folder (class folders, or the CIFAR-10 JPEG archive) "
+            "or pass data_dir=."
+        ) from None
+    y_train, y_test = y_train.reshape(-1).astype("int32"), y_test.reshape(-1).astype("int32")
+    if max_per_class:
+        idx_train = _per_class_indices(y_train, max_per_class)
+        idx_test = _per_class_indices(y_test, max(1, max_per_class // 5))
+        x_train, y_train, x_test, y_test = x_train[idx_train], y_train[idx_train], x_test[idx_test], y_test[idx_test]
+    x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, validation_split, seed)
+    return ImageDataset(x_train, y_train, x_val, y_val, CIFAR10_CLASSES, "keras.datasets.cifar10",
+                        x_test=x_test, y_test=y_test)
+
+
+def _per_class_indices(labels, count):
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:count] for c in np.unique(labels)]))
+
+
+def load_dataset(data_dir=None, validation_split=0.1, seed=42, image_size=None,
+                 max_per_class=None, on_error="raise", class_names=None):
+    """Load the dataset the project trains on (see the module docstring for the order).
+
+    Args:
+        data_dir: a local dataset folder; default `MOBILEVIT_DATA_DIR`, else download CIFAR-10.
+        validation_split: fraction of the training images held out (stratified, seeded).
+        image_size: `(height, width)` to resize to; default keep the source size.
+        max_per_class: keep at most this many training images per class (quick mode).
+        on_error: "raise" on an undecodable file (naming it) or "skip" it
+            (`ImageDataset.skipped_files` lists them).
+    """
+    data_dir = data_dir or os.environ.get(DATA_ENV) or None
+    if data_dir:
+        return load_image_folder(data_dir, validation_split, seed, image_size, max_per_class,
+                                 on_error, class_names)
+    return load_cifar10_download(validation_split, seed, max_per_class)
+
+
+# --------------------------------------------------------------------------------------------
+# Class balance
+
+
+def class_counts(labels, class_names):
+    """A pandas Series of images per class, in class order."""
+    import pandas as pd
+
+    counts = np.bincount(np.asarray(labels), minlength=len(class_names))
+    return pd.Series(counts, index=list(class_names), name="images")
+
+
+def class_weights(labels, num_classes=None):
+    """Weights for `model.fit(class_weight=...)` that make every class count equally
+    (sklearn's "balanced": n_samples / (n_classes * count))."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    result = {int(c): float(w) for c, w in zip(present, weights)}
+    for c in range(num_classes or 0):
+        result.setdefault(c, 0.0)
+    return result
+
+
+def imbalanced_subset(x, y, keep_fractions, seed=0):
+    """Keep `keep_fractions[c]` of class c's images: a deliberately imbalanced dataset."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c, fraction in enumerate(keep_fractions):
+        idx = np.flatnonzero(y == c)
+        keep.append(rng.choice(idx, size=max(1, int(round(fraction * len(idx)))), replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return x[keep], y[keep]
+
+
+# --------------------------------------------------------------------------------------------
+# Input pipelines
+
+
+def make_pipeline(x, y, batch_size, num_classes=None, training=False, augmenter=None,
+                  mixer=None, soft_labels=None, seed=42):
+    """A `tf.data.Dataset` of (float32 images in 0-255, labels) batches.
+
+    Training pipelines shuffle (seeded, reshuffled every epoch), drop the last partial batch,
+    augment on the fly and mix (MixUp/CutMix) whole batches; evaluation pipelines only batch.
+    Labels are integers, or one-hot when `soft_labels` (implied by a mixer). Works for every
+    Keras backend: Keras preprocessing layers run inside tf.data as TensorFlow ops.
+    """
+    import tensorflow as tf
+
+    soft_labels = mixer is not None if soft_labels is None else soft_labels
+    if soft_labels and not num_classes:
+        raise DataError("num_classes is needed for one-hot (soft) labels.")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, dtype="int32")))
+    if training:
+        ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training and len(x) >= batch_size)
+    autotune = tf.data.AUTOTUNE
+
+    def to_float(images, labels):
+        images = tf.cast(images, "float32")
+        if training and augmenter is not None:
+            images = augmenter(images, training=True)
+        if soft_labels:
+            labels = tf.one_hot(labels, num_classes)
+        return images, labels
+
+    ds = ds.map(to_float, num_parallel_calls=autotune)
+    if training and mixer is not None:
+        def mix(images, labels):
+            mixed = mixer({"images": images, "labels": labels}, training=True)
+            return mixed["images"], mixed["labels"]
+
+        ds = ds.map(mix, num_parallel_calls=autotune)
+    return ds.prefetch(autotune)
+
+
+def _array_batches_class():
+    import keras
+
+    class ArrayBatches(keras.utils.PyDataset):
+        """The same batches as `make_pipeline` without TensorFlow (JAX/PyTorch-only installs):
+        a `keras.utils.PyDataset` over in-memory arrays; augmentation runs in the backend."""
+
+        def __init__(self, x, y, batch_size, num_classes=None, training=False, augmenter=None,
+                     mixer=None, soft_labels=None, seed=42, **kwargs):
+            super().__init__(**kwargs)
+            self.x, self.y = x, np.asarray(y, dtype="int32")
+            self.batch_size, self.num_classes, self.training = batch_size, num_classes, training
+            self.augmenter, self.mixer = augmenter, mixer
+            self.soft_labels = mixer is not None if soft_labels is None else soft_labels
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(x))
+            self.on_epoch_end()
+
+        def __len__(self):
+            full, rest = divmod(len(self.x), self.batch_size)
+            return full if (self.training and full) else full + bool(rest)
+
+        def on_epoch_end(self):
+            if self.training:
+                self.rng.shuffle(self.order)
+
+        def __getitem__(self, index):
+            idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+            images = self.x[idx].astype("float32")
+            labels = self.y[idx]
+            if self.training and self.augmenter is not None:
+                images = keras.ops.convert_to_numpy(self.augmenter(images, training=True))
+            if self.soft_labels:
+                labels = np.eye(self.num_classes, dtype="float32")[labels]
+            if self.training and self.mixer is not None:
+                mixed = self.mixer({"images": images, "labels": labels}, training=True)
+                images = keras.ops.convert_to_numpy(mixed["images"])
+                labels = keras.ops.convert_to_numpy(mixed["labels"])
+            return images, labels
+
+    return ArrayBatches
+
+
+def make_batches(x, y, batch_size, **kwargs):
+    """`make_pipeline` when TensorFlow is installed, else an equivalent `PyDataset`."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        return make_pipeline(x, y, batch_size, **kwargs)
+    return _array_batches_class()(x, y, batch_size, **kwargs)

@@ -259,8 +259,16 @@ def stratified_split(x, y, validation_split=0.1, seed=42):
 
     if not 0 < validation_split < 1:
         raise DataError(f"validation_split must be between 0 and 1, got {validation_split}.")
+    num_classes = len(np.unique(y))
+    # At least one validation image per class, so that stratification is possible at all.
+    num_val = max(int(round(validation_split * len(y))), num_classes)
+    if len(y) - num_val < num_classes:
+        raise DataError(
+            f"{len(y)} images are too few to split {num_classes} classes into train and "
+            "validation; add images or lower validation_split."
+        )
     x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=validation_split, random_state=seed, stratify=y
+        x, y, test_size=num_val, random_state=seed, stratify=y
     )
     return x_train, y_train, x_val, y_val
 
@@ -460,3 +468,50 @@ def make_batches(x, y, batch_size, **kwargs):
     if importlib.util.find_spec("tensorflow") is not None:
         return make_pipeline(x, y, batch_size, **kwargs)
     return _array_batches_class()(x, y, batch_size, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-made "features", for comparison with what the network learns
+
+
+def feature_views(images):
+    """Classic hand-engineered views of uint8 RGB images, each scaled to [0, 1]:
+    grayscale, HSV channels, YUV channels and the Sobel edge magnitude."""
+    import keras
+    from keras import ops
+
+    rgb = ops.convert_to_tensor(np.asarray(images, dtype="float32") / 255.0)
+    gray = ops.image.rgb_to_grayscale(rgb)
+    hsv = ops.convert_to_numpy(ops.image.rgb_to_hsv(rgb))
+    # BT.601 luma/chroma; U and V are shifted from [-0.5, 0.5] to [0, 1] for display.
+    yuv = np.asarray(rgb) @ np.array(
+        [[0.299, -0.14714119, 0.61497538], [0.587, -0.28886916, -0.51496512],
+         [0.114, 0.43601035, -0.10001026]], dtype="float32")
+    sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype="float32")
+    kernel = np.stack([sobel_x, sobel_x.T], axis=-1)[:, :, None, :]  # (3, 3, 1, 2)
+    edges = ops.convert_to_numpy(ops.conv(gray, keras.ops.convert_to_tensor(kernel), padding="same"))
+    magnitude = np.sqrt((edges**2).sum(-1))
+    return {
+        "grayscale": ops.convert_to_numpy(gray)[..., 0],
+        "hue": hsv[..., 0],
+        "saturation": hsv[..., 1],
+        "value": hsv[..., 2],
+        "Y (luma)": np.clip(yuv[..., 0], 0, 1),
+        "U": np.clip(yuv[..., 1] + 0.5, 0, 1),
+        "V": np.clip(yuv[..., 2] + 0.5, 0, 1),
+        "Sobel magnitude": magnitude / max(magnitude.max(), 1e-6),
+    }
+
+
+def measure_throughput(dataset, max_batches=None):
+    """Images per second that iterating `dataset` delivers (after one warm-up batch)."""
+    import time
+
+    iterator = iter(dataset)
+    next(iterator)
+    count, start = 0, time.perf_counter()
+    for i, (images, _) in enumerate(iterator):
+        count += int(images.shape[0])
+        if max_batches and i + 1 >= max_batches:
+            break
+    return count / max(time.perf_counter() - start, 1e-9)

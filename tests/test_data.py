@@ -1,0 +1,187 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobilevit_utils import augmentation as aug
+from mobilevit_utils import data
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """Run in a throwaway 'project' so caches and extractions land in tmp_path/data."""
+    (tmp_path / "mobilevit_utils").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)
+    return tmp_path
+
+
+def make_tree(root, per_class=(6, 6, 6), size=(12, 10), split="train", seed=0):
+    rng = np.random.default_rng(seed)
+    names = ["cat", "dog", "emu"][: len(per_class)]
+    for name, count in zip(names, per_class):
+        folder = root / split / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return names
+
+
+def test_loads_class_folders_with_stratified_split(project):
+    names = make_tree(project / "ds", per_class=(10, 20, 30))
+    ds = data.load_dataset(project / "ds", validation_split=0.2, seed=1)
+    assert ds.class_names == tuple(names)
+    assert ds.x_train.dtype == np.uint8 and ds.image_shape == (12, 10, 3)
+    assert len(ds.y_train) + len(ds.y_val) == 60
+    np.testing.assert_array_equal(np.bincount(ds.y_val), [2, 4, 6])  # 20 % of each class
+    assert ds.x_test is None and ds.split("test")[0] is ds.x_val
+    again = data.load_dataset(project / "ds", validation_split=0.2, seed=1)
+    np.testing.assert_array_equal(again.y_val, ds.y_val)
+
+
+def test_test_split_resizing_and_environment_variable(project, monkeypatch):
+    make_tree(project / "ds", per_class=(4, 4), size=(20, 16))
+    make_tree(project / "ds", per_class=(2, 2), size=(20, 16), split="test", seed=1)
+    monkeypatch.setenv("MOBILEVIT_DATA_DIR", str(project / "ds"))
+    ds = data.load_dataset(image_size=(8, 8), validation_split=0.25)
+    assert ds.image_shape == (8, 8, 3) and ds.x_test.shape == (4, 8, 8, 3)
+
+
+def test_tar_archive_is_extracted_once_under_data(project):
+    import tarfile
+
+    make_tree(project / "src" / "cifar", per_class=(3, 3))
+    (project / "shared").mkdir()
+    with tarfile.open(project / "shared" / "images.tar", "w") as tar:
+        tar.add(project / "src" / "cifar", arcname="cifar")
+    ds = data.load_dataset(project / "shared", validation_split=0.5)
+    assert ds.source.startswith(str(project / "data" / "extracted"))
+    assert len(ds.y_train) == 3
+
+
+def test_decoded_images_are_cached_and_reused(project, monkeypatch):
+    make_tree(project / "ds")
+    first = data.load_dataset(project / "ds")
+    assert len(list((project / "data" / "cache").glob("*.npz"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again instead of using the cache")
+
+    monkeypatch.setattr(data, "decode_images", fail)
+    second = data.load_dataset(project / "ds")
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+    # A changed source invalidates the cache.
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(project / "ds" / "train" / "cat" / "new.png")
+    with pytest.raises(AssertionError, match="decoded again"):
+        data.load_dataset(project / "ds")
+
+
+def test_corrupted_file_is_named_or_skipped_and_non_images_ignored(project):
+    make_tree(project / "ds")
+    bad = project / "ds" / "train" / "dog" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    (project / "ds" / "train" / "cat" / "notes.txt").write_text("ignore me")
+    with pytest.raises(data.BadImageError, match="broken.jpg"):
+        data.load_dataset(project / "ds")
+    ds = data.load_dataset(project / "ds", on_error="skip")
+    assert ds.skipped_files == (str(bad),)
+    assert len(ds.y_train) + len(ds.y_val) == 18
+
+
+def test_missing_data_messages_say_what_to_do(project, monkeypatch):
+    with pytest.raises(data.DataError, match="MOBILEVIT_DATA_DIR"):
+        data.load_dataset(project / "nowhere")
+    (project / "empty").mkdir()
+    with pytest.raises(data.DataError, match="train/<class>"):
+        data.load_dataset(project / "empty")
+
+    def offline():
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/: [Errno -3] DNS")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(data.DataUnavailableError) as info:
+        data.load_dataset()
+    message = str(info.value)
+    assert "no internet" in message and "MOBILEVIT_DATA_DIR" in message and "\n" not in message
+
+
+def test_unknown_class_folder_is_an_error(project):
+    make_tree(project / "ds")
+    with pytest.raises(data.DataError, match="emu"):
+        data.list_image_folder(project / "ds" / "train", class_names=("cat", "dog"))
+
+
+def test_class_balance_helpers():
+    y = np.array([0] * 90 + [1] * 10)
+    weights = data.class_weights(y, num_classes=3)
+    assert weights[0] == pytest.approx(100 / (2 * 90)) and weights[1] == pytest.approx(5.0)
+    assert weights[2] == 0.0
+    counts = data.class_counts(y, ["a", "b", "c"])
+    assert counts.tolist() == [90, 10, 0]
+    x = np.arange(100)
+    xs, ys = data.imbalanced_subset(x, y, [0.5, 0.2], seed=0)
+    assert np.bincount(ys).tolist() == [45, 2]
+
+
+@pytest.mark.parametrize("preset", ["light", "medium", "strong"])
+def test_augmentation_keeps_shapes_and_range_and_is_seeded(preset):
+    images = np.random.default_rng(0).uniform(0, 255, size=(8, 32, 32, 3)).astype("float32")
+    outputs = []
+    for _ in range(2):
+        augmenter = aug.build_augmenter(preset, seed=7)
+        outputs.append(keras.ops.convert_to_numpy(augmenter(images, training=True)))
+    assert outputs[0].shape == images.shape
+    assert outputs[0].min() >= 0 and outputs[0].max() <= 255
+    assert not np.allclose(outputs[0], images)
+    np.testing.assert_allclose(outputs[0], outputs[1])
+    # Off for evaluation.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(aug.build_augmenter(preset, seed=7)(images, training=False)), images)
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_mixing_gives_soft_labels_that_sum_to_one(mix):
+    config = aug.AugmentationConfig(mix=mix, mix_alpha=1.0)
+    assert config.soft_labels
+    images = np.random.default_rng(0).uniform(0, 255, size=(16, 32, 32, 3)).astype("float32")
+    labels = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    out = aug.build_mixer(config, seed=3)({"images": images, "labels": labels}, training=True)
+    mixed = keras.ops.convert_to_numpy(out["labels"])
+    np.testing.assert_allclose(mixed.sum(-1), 1.0, atol=1e-5)
+    assert (mixed.max(-1) < 1.0 - 1e-6).any()  # some labels really are mixtures
+    assert keras.ops.convert_to_numpy(out["images"]).shape == images.shape
+
+
+def test_unknown_augmentation_is_a_clear_error():
+    with pytest.raises(ValueError, match="expected one of"):
+        aug.get_augmentation("extreme")
+
+
+def test_training_pipeline_batches_augments_and_mixes():
+    x = np.random.default_rng(0).integers(0, 256, size=(50, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(50) % 5
+    config = aug.get_augmentation("strong")
+    train = data.make_pipeline(x, y, 16, num_classes=5, training=True,
+                               augmenter=aug.build_augmenter(config, 1), mixer=aug.build_mixer(config, 1))
+    batches = list(train)
+    assert len(batches) == 3  # 50 // 16, the partial batch dropped
+    images, labels = batches[0]
+    assert images.dtype == "float32" and tuple(labels.shape) == (16, 5)
+    evaluation = list(data.make_pipeline(x, y, 16, training=False))
+    assert len(evaluation) == 4 and evaluation[-1][0].shape[0] == 2
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in evaluation]), y)
+    np.testing.assert_array_equal(evaluation[0][0].numpy(), x[:16].astype("float32"))
+
+
+def test_pydataset_without_tensorflow_matches_shapes():
+    cls = data._array_batches_class()
+    x = np.random.default_rng(0).integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
+    batches = cls(x, np.arange(40) % 4, 16, num_classes=4, training=True,
+                  augmenter=aug.build_augmenter("light", 1), mixer=aug.build_mixer(aug.AugmentationConfig(mix="mixup"), 1))
+    assert len(batches) == 2
+    images, labels = batches[0]
+    assert images.shape == (16, 16, 16, 3) and labels.shape == (16, 4)

@@ -101,11 +101,13 @@ def _saturation_factor(strength):
 
 
 def build_augmenter(config, seed=None):
-    """A `keras.Sequential` applying `config`'s per-image transforms (None when there are none)."""
+    """A `keras.layers.Pipeline` applying `config`'s per-image transforms (None when there are
+    none). Unlike a `Sequential` model, a Pipeline stays usable inside `tf.data` on every
+    backend."""
     parts = transform_layers(config, seed)
     if not parts:
         return None
-    return keras.Sequential([layer for _, layer in parts], name="augmentation")
+    return keras.layers.Pipeline([layer for _, layer in parts], name="augmentation")
 
 
 def build_mixer(config, seed=None):

@@ -1,9 +1,12 @@
 import os
+import sys
+from pathlib import Path
 
 # Tests run on the TensorFlow backend unless the caller chose another one; backend-specific
-# checks start their own subprocesses (tests/test_backends.py).
+# checks start their own subprocesses (tests/test_backends.py, tests/test_distribution.py).
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,0 +1,120 @@
+"""Command line: `python -m mobilevit_utils {train,evaluate,predict,export} ...`.
+
+Errors a user can fix (missing data, bad arguments, unwritable folders) print one line and exit
+with status 2; nothing prints a traceback unless MOBILEVIT_VERBOSE=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _add_train(sub):
+    from mobilevit_utils import models, training
+
+    p = sub.add_parser(
+        "train", help="train a model and keep the best checkpoint",
+        description="Train MobileViT with a recipe preset; prints one line per epoch and the "
+                    "path of the best checkpoint (OUT/model.keras).",
+    )
+    p.add_argument("--preset", default="cpu", choices=sorted(training.PRESETS),
+                   help="recipe: quick (seconds, CI), cpu (<= 2 h on 2 cores), gpu (full recipe); "
+                        "default %(default)s")
+    p.add_argument("--model", default=None, choices=sorted(models.MODEL_CONFIGS),
+                   help="variant (default: the preset's, xxs_cifar)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (train/<class>/*.jpg, or the CIFAR-10 JPEG archive); "
+                        "default $MOBILEVIT_DATA_DIR, else download CIFAR-10")
+    p.add_argument("--out", required=True, help="run folder for checkpoint, history and metadata")
+    p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help="override the preset's peak learning rate")
+    p.add_argument("--augmentation", help="override the preset's augmentation: none, light, medium, strong")
+    p.add_argument("--max-per-class", type=int, help="train on at most this many images per class")
+    p.add_argument("--seed", type=int, help="random seed (default: the preset's, 42)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last finished epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(handler=_train)
+
+
+def _train(args):
+    from mobilevit_utils import augmentation, training
+
+    overrides = {
+        key: value for key, value in {
+            "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+            "learning_rate": args.lr, "augmentation": args.augmentation,
+            "max_per_class": args.max_per_class, "seed": args.seed,
+        }.items() if value is not None
+    }
+    if "augmentation" in overrides and overrides["augmentation"] not in augmentation.PRESETS:
+        raise CLIError(f"--augmentation must be one of {list(augmentation.PRESETS)}, "
+                       f"got {overrides['augmentation']!r}")
+    for key in ("epochs", "batch_size", "max_per_class"):
+        if key in overrides and overrides[key] < 1:
+            raise CLIError(f"--{key.replace('_', '-')} must be at least 1, got {overrides[key]}")
+    result = training.train(args.preset, run_dir=args.out, data_dir=args.data_dir,
+                            resume=args.resume, overwrite=args.overwrite, **overrides)
+    print(f"best checkpoint: {result['checkpoint']}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m mobilevit_utils",
+        description="MobileViT for Keras 3: train, evaluate, predict and export image classifiers.",
+        epilog="Set KERAS_BACKEND=jax|torch|tensorflow to choose the backend.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    for add in _optional_commands():
+        add(sub)
+    return parser
+
+
+def _optional_commands():
+    """Subcommands of modules that may not exist yet in older checkouts."""
+    adders = []
+    for module_name in ("evaluation", "export"):
+        try:
+            module = __import__(f"mobilevit_utils.{module_name}", fromlist=["add_cli"])
+        except ImportError:
+            continue
+        adders.extend(getattr(module, "CLI_COMMANDS", []))
+    return adders
+
+
+def _user_errors():
+    from mobilevit_utils import data, training
+
+    return (CLIError, data.DataError, training.RunExistsError, PermissionError,
+            FileNotFoundError, ValueError)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue from the last finished epoch",
+              file=sys.stderr)
+        return 130
+    except _user_errors() as error:
+        if os.environ.get("MOBILEVIT_VERBOSE"):
+            raise
+        message = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

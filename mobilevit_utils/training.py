@@ -1,0 +1,403 @@
+"""Training: recipe presets, compile helpers, callbacks, resumable runs.
+
+A run directory holds everything a run produces::
+
+    RUN_DIR/model.keras        best checkpoint (highest validation accuracy)
+    RUN_DIR/config.json        the resolved TrainConfig
+    RUN_DIR/environment.json   versions, backend, devices
+    RUN_DIR/history.csv        one row per epoch (appended across resumes)
+    RUN_DIR/metadata.json      class names, preprocessing, wall time, best epoch and accuracy
+    RUN_DIR/backup/            BackupAndRestore state; an interrupted run resumes from here
+    RUN_DIR/logs/              TensorBoard logs (when TensorFlow is installed)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import keras
+
+from mobilevit_utils import augmentation as aug
+from mobilevit_utils import data as data_lib
+from mobilevit_utils import environment, models
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training recipe: plain data. Copy and edit with `dataclasses.replace(PRESETS[...], ...)`."""
+
+    name: str = "custom"
+    model: str = "xxs_cifar"
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 2e-3  # peak, reached after warm-up
+    min_learning_rate: float = 2e-5  # end of the cosine decay
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # "cosine" (warm-up + cosine) or "plateau" (ReduceLROnPlateau)
+    optimizer: str = "adamw"  # "adamw", "adam" or "sgd" (momentum 0.9, nesterov)
+    weight_decay: float = 0.05  # AdamW/SGD; never applied to norms and biases
+    label_smoothing: float = 0.1
+    augmentation: str = "light"  # a preset of mobilevit_utils.augmentation
+    dropout: float = 0.1  # before the classifier
+    transformer_dropout: float = 0.0
+    validation_split: float = 0.1
+    max_per_class: int | None = None  # train on a subset (quick runs)
+    early_stopping_patience: int | None = None
+    mixed_precision: bool = False  # float16 compute: for GPUs
+    seed: int = 42
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    # CI and notebooks in quick mode: a few hundred images, two epochs, seconds.
+    "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
+                         warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
+    # The best recipe that fits in 2 hours on 2 CPU cores (see README, "Results").
+    "cpu": TrainConfig(name="cpu", epochs=18, batch_size=128, learning_rate=2e-3,
+                       warmup_epochs=1.0, augmentation="light", label_smoothing=0.1),
+    # The full recipe for a GPU (Colab or better): longer, larger batches, stronger
+    # regularisation (CutMix), float16 compute.
+    "gpu": TrainConfig(name="gpu", epochs=200, batch_size=256, learning_rate=4e-3,
+                       warmup_epochs=5.0, augmentation="strong", weight_decay=0.05,
+                       transformer_dropout=0.1, mixed_precision=True),
+}
+
+
+def get_preset(name):
+    if isinstance(name, TrainConfig):
+        return name
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}.")
+    return PRESETS[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Compile helpers
+
+
+def make_schedule(config, steps_per_epoch):
+    """Linear warm-up to `learning_rate`, then cosine decay to `min_learning_rate`
+    (a constant rate for the "plateau" schedule, which a callback lowers)."""
+    if config.schedule == "plateau":
+        return config.learning_rate
+    if config.schedule != "cosine":
+        raise ValueError(f"schedule must be 'cosine' or 'plateau', got {config.schedule!r}.")
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate / 100 if warmup else config.learning_rate,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+        decay_steps=total - warmup,
+        alpha=config.min_learning_rate / config.learning_rate,
+    )
+
+
+def make_optimizer(config, steps_per_epoch):
+    schedule = make_schedule(config, steps_per_epoch)
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    elif config.optimizer == "adam":
+        return keras.optimizers.Adam(schedule)
+    elif config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                         weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd', got {config.optimizer!r}.")
+    # Decaying normalisation scales/offsets and biases only hurts; decay the weight matrices.
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
+def uses_soft_labels(config):
+    """One-hot labels are needed for label smoothing and for MixUp/CutMix."""
+    return config.label_smoothing > 0 or aug.get_augmentation(config.augmentation).soft_labels
+
+
+def make_loss(soft_labels, label_smoothing=0.0):
+    if soft_labels:
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+    if label_smoothing:
+        raise ValueError("label smoothing needs soft (one-hot) labels.")
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def make_metrics(soft_labels, num_classes):
+    k = min(5, num_classes)
+    if soft_labels:
+        return [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.TopKCategoricalAccuracy(k, name=f"top{k}_accuracy")]
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k, name=f"top{k}_accuracy")]
+
+
+def compile_model(model, config, steps_per_epoch, num_classes):
+    soft = uses_soft_labels(config)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=make_loss(soft, config.label_smoothing),
+        metrics=make_metrics(soft, num_classes),
+    )
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """One line per epoch — readable in a notebook, unlike hundreds of progress bars."""
+
+    def __init__(self, total_epochs, print_fn=print):
+        super().__init__()
+        self.total_epochs = total_epochs
+        self.print_fn = print_fn
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = " ".join(
+            f"{key}={logs[key]:.4f}" for key in
+            ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs
+        )
+        lr = _current_lr(self.model.optimizer)
+        self.print_fn(f"epoch {epoch + 1}/{self.total_epochs} {shown} "
+                      f"lr={lr:.2e} time={time.perf_counter() - self._start:.1f}s")
+
+
+def _current_lr(optimizer):
+    lr = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(lr(optimizer.iterations) if callable(lr) else lr))
+
+
+def best_logged(history_csv, monitor="val_accuracy"):
+    """Best value of `monitor` in a CSVLogger file (None when absent)."""
+    path = Path(history_csv)
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
+    return max(values) if values else None
+
+
+def make_callbacks(run_dir, config, print_fn=print):
+    run_dir = Path(run_dir)
+    callbacks = [
+        # Saves state after every epoch; when a run is interrupted (even killed), `fit` on the
+        # same folder restarts from the last finished epoch with weights and optimizer intact.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "model.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=best_logged(run_dir / "history.csv"),
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+        EpochLogger(config.epochs, print_fn),
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
+            restore_best_weights=True))
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=3, min_lr=config.min_learning_rate))
+    if _installed("tensorflow") and _installed("tensorboard"):
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False))
+    return callbacks
+
+
+def _installed(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Distribution
+
+
+def distribution_scope(strategy=None):
+    """A context in which to build and compile the model for multi-device training.
+
+    `strategy`: None (one device), a `tf.distribute.Strategy` (TensorFlow backend:
+    `MirroredStrategy` for several GPUs, `TPUStrategy`), or "data_parallel" (JAX backend:
+    `keras.distribution.DataParallel` over all devices).
+    """
+    if strategy is None:
+        return contextlib.nullcontext()
+    if strategy == "data_parallel":
+        if keras.backend.backend() != "jax":
+            raise ValueError("strategy='data_parallel' needs the JAX backend; on TensorFlow pass "
+                             "a tf.distribute strategy such as tf.distribute.MirroredStrategy().")
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return contextlib.nullcontext()
+    if hasattr(strategy, "scope"):
+        return strategy.scope()
+    raise ValueError(f"Unsupported strategy {strategy!r}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+class RunExistsError(FileExistsError):
+    pass
+
+
+def prepare_run_dir(run_dir, resume=False, overwrite=False):
+    """Create `run_dir`. An existing run is continued (`resume`), replaced (`overwrite`), or
+    refused so that nothing is lost by accident."""
+    run_dir = Path(run_dir)
+    existing = run_dir.exists() and any(run_dir.iterdir())
+    if existing and overwrite and not resume:
+        shutil.rmtree(run_dir)
+    elif existing and not resume:
+        raise RunExistsError(
+            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or "
+            "choose another output folder."
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"Cannot write to {run_dir}: {error.strerror}; choose another output folder.") from None
+    return run_dir
+
+
+def _write_json(path, payload):
+    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def build_model(config, num_classes, input_shape):
+    return models.build_mobilevit(
+        config.model, num_classes=num_classes, input_shape=input_shape, include_rescaling=True,
+        dropout=config.dropout, transformer_dropout=config.transformer_dropout,
+    )
+
+
+def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=False,
+          overwrite=False, strategy=None, print_fn=print, **overrides):
+    """Train a model on a dataset with a recipe; returns a dict describing the run.
+
+    Args:
+        config: a preset name or `TrainConfig`; `overrides` replace its fields (epochs=...).
+        run_dir: output folder (default `artifacts/runs/<preset>`).
+        dataset: an `ImageDataset`; default `data.load_dataset(data_dir, ...)`.
+        resume: continue the run in `run_dir` from its last finished epoch.
+        overwrite: replace an existing run in `run_dir`.
+        strategy: see `distribution_scope`.
+    """
+    config = dataclasses.replace(get_preset(config), **overrides)
+    run_dir = prepare_run_dir(run_dir or environment.artifacts_dir("runs", config.name, create=False),
+                              resume, overwrite)
+    environment.set_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    if dataset is None:
+        dataset = data_lib.load_dataset(data_dir, validation_split=config.validation_split,
+                                        seed=config.seed, max_per_class=config.max_per_class)
+    num_classes = dataset.num_classes
+    soft = uses_soft_labels(config)
+    policy = aug.get_augmentation(config.augmentation)
+    train_batches = data_lib.make_batches(
+        dataset.x_train, dataset.y_train, config.batch_size, num_classes=num_classes,
+        training=True, augmenter=aug.build_augmenter(policy, config.seed),
+        mixer=aug.build_mixer(policy, config.seed), soft_labels=soft, seed=config.seed)
+    val_batches = data_lib.make_batches(
+        dataset.x_val, dataset.y_val, config.batch_size, num_classes=num_classes,
+        soft_labels=soft)
+    steps_per_epoch = max(1, len(dataset.y_train) // config.batch_size)
+
+    with distribution_scope(strategy):
+        model = build_model(config, num_classes, dataset.image_shape)
+        compile_model(model, config, steps_per_epoch, num_classes)
+
+    _write_json(run_dir / "config.json", config.to_dict())
+    _write_json(run_dir / "environment.json", environment.describe())
+    print_fn(f"training {model.name} ({models.trainable_params(model):,} parameters) on "
+             f"{len(dataset.y_train):,} images, validating on {len(dataset.y_val):,}; "
+             f"run folder {run_dir}")
+    start = time.perf_counter()
+    model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, verbose=0,
+              shuffle=False,  # the pipeline shuffles
+              callbacks=make_callbacks(run_dir, config, print_fn))
+    wall = time.perf_counter() - start
+
+    history = read_history(run_dir)
+    best = max(history, key=lambda row: row["val_accuracy"]) if history else {}
+    metadata = {
+        "model": model.name,
+        "variant": config.model,
+        "class_names": list(dataset.class_names),
+        "input_shape": list(dataset.image_shape),
+        "preprocessing": "raw RGB pixels 0-255; the model rescales by 1/255 itself",
+        "preset": config.name,
+        "seed": config.seed,
+        "epochs_completed": len(history),
+        "best_epoch": int(best.get("epoch", -1)) + 1,
+        "best_val_accuracy": best.get("val_accuracy"),
+        "wall_time_s_last_session": round(wall, 1),
+        "train_images": int(len(dataset.y_train)),
+        "val_images": int(len(dataset.y_val)),
+        "data_source": dataset.source,
+        "environment": environment.describe(),
+    }
+    _write_json(run_dir / "metadata.json", metadata)
+    checkpoint = run_dir / "model.keras"
+    print_fn(f"best val_accuracy={metadata['best_val_accuracy']:.4f} at epoch "
+             f"{metadata['best_epoch']}; checkpoint {checkpoint}")
+    return {"run_dir": run_dir, "checkpoint": checkpoint, "history": history,
+            "metadata": metadata, "model": model, "config": config}
+
+
+def read_history(run_dir):
+    """history.csv as a list of dicts with float values (CSVLogger format)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def load_run(run_dir):
+    """The best model of a run and its metadata."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "model.keras"
+    if not checkpoint.exists():
+        raise FileNotFoundError(
+            f"No checkpoint at {checkpoint}; run notebook 03 (or `python -m mobilevit_utils "
+            f"train --out {run_dir}`) first."
+        )
+    model = keras.saving.load_model(checkpoint, safe_mode=True)
+    metadata_path = run_dir / "metadata.json"
+    metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
+    return model, metadata
+
+
+def lr_curve(config, steps_per_epoch):
+    """(epochs, learning rates) of the schedule, for plotting."""
+    schedule = make_schedule(config, steps_per_epoch)
+    steps = list(range(0, max(1, config.epochs * steps_per_epoch), max(1, steps_per_epoch // 10)))
+    if not callable(schedule):
+        return [s / steps_per_epoch for s in steps], [schedule] * len(steps)
+    rates = [float(keras.ops.convert_to_numpy(schedule(s))) for s in steps]
+    return [s / steps_per_epoch for s in steps], rates
+
+
+def epochs_within(budget_seconds, images_per_second, train_images):
+    """How many epochs fit a time budget at a measured speed."""
+    return max(1, math.floor(budget_seconds * images_per_second / train_images))

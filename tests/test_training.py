@@ -1,0 +1,175 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import tiny_dataset
+from mobilevit_utils import training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_presets_are_plain_editable_data():
+    quick = training.get_preset("quick")
+    edited = dataclasses.replace(quick, epochs=5)
+    assert edited.epochs == 5 and quick.epochs == 2
+    assert set(training.PRESETS) == {"quick", "cpu", "gpu"}
+    assert training.PRESETS["gpu"].mixed_precision
+    with pytest.raises(ValueError, match="expected one of"):
+        training.get_preset("fast")
+
+
+def test_warmup_then_cosine_schedule_values():
+    config = training.TrainConfig(epochs=10, learning_rate=1e-3, min_learning_rate=1e-5,
+                                  warmup_epochs=2)
+    schedule = training.make_schedule(config, steps_per_epoch=10)
+
+    def lr(step):
+        return float(keras.ops.convert_to_numpy(schedule(step)))
+
+    assert lr(0) == pytest.approx(1e-5, rel=1e-3)
+    assert lr(10) == pytest.approx(0.5 * (1e-3 + 1e-5), rel=1e-2)  # half-way up the warm-up
+    assert lr(20) == pytest.approx(1e-3, rel=1e-3)  # peak after warm-up
+    assert lr(60) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5, rel=1e-2)  # half-way down
+    assert lr(100) == pytest.approx(1e-5, rel=1e-2)
+    assert training.make_schedule(dataclasses.replace(config, schedule="plateau"), 10) == 1e-3
+
+
+def test_optimizer_skips_weight_decay_on_norms_and_biases():
+    config = training.TrainConfig(epochs=1)
+    optimizer = training.make_optimizer(config, 10)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    dense = keras.layers.Dense(3)
+    norm = keras.layers.LayerNormalization()
+    dense.build((None, 4))
+    norm.build((None, 3))
+    optimizer.build(dense.trainable_variables + norm.trainable_variables)
+    decayed = {v.name: optimizer._use_weight_decay(v) for v in dense.trainable_variables + norm.trainable_variables}
+    assert decayed == {"kernel": True, "bias": False, "gamma": False, "beta": False}
+    for name, cls in [("adam", keras.optimizers.Adam), ("sgd", keras.optimizers.SGD)]:
+        assert isinstance(training.make_optimizer(dataclasses.replace(config, optimizer=name), 10), cls)
+
+
+def test_loss_follows_label_type():
+    assert training.uses_soft_labels(training.TrainConfig(label_smoothing=0.1))
+    assert training.uses_soft_labels(training.TrainConfig(label_smoothing=0, augmentation="strong"))
+    assert not training.uses_soft_labels(training.TrainConfig(label_smoothing=0, augmentation="light"))
+    assert isinstance(training.make_loss(True, 0.1), keras.losses.CategoricalCrossentropy)
+    assert isinstance(training.make_loss(False), keras.losses.SparseCategoricalCrossentropy)
+    with pytest.raises(ValueError, match="soft"):
+        training.make_loss(False, 0.1)
+
+
+def test_callbacks_are_wired(tmp_path):
+    config = dataclasses.replace(training.get_preset("quick"), early_stopping_patience=3, schedule="plateau")
+    kinds = {type(c).__name__ for c in training.make_callbacks(tmp_path, config)}
+    assert {"BackupAndRestore", "ModelCheckpoint", "CSVLogger", "TerminateOnNaN", "EpochLogger",
+            "EarlyStopping", "ReduceLROnPlateau", "TensorBoard"} <= kinds
+
+
+def test_quick_training_run_writes_everything(tmp_path):
+    lines = []
+    result = training.train("quick", run_dir=tmp_path / "run", dataset=tiny_dataset(),
+                            print_fn=lines.append, epochs=2)
+    run = tmp_path / "run"
+    for name in ("model.keras", "config.json", "environment.json", "history.csv", "metadata.json"):
+        assert (run / name).exists(), name
+    assert not (run / "backup").exists()  # removed after a finished run
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    assert "checkpoint" in lines[-1]
+    metadata = json.loads((run / "metadata.json").read_text())
+    assert metadata["class_names"] == ["class0", "class1", "class2"] and metadata["epochs_completed"] == 2
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    model, meta = training.load_run(run)
+    assert model.output.shape == (None, 3) and meta["input_shape"] == [32, 32, 3]
+    with pytest.raises(training.RunExistsError, match="resume"):
+        training.train("quick", run_dir=run, dataset=tiny_dataset())
+
+
+def test_same_seed_gives_same_metrics(tmp_path):
+    histories = []
+    for i in range(2):
+        result = training.train("quick", run_dir=tmp_path / f"run{i}", dataset=tiny_dataset(),
+                                print_fn=lambda *_: None, epochs=1, seed=3)
+        histories.append(result["history"])
+    assert histories[0] == histories[1]
+
+
+def _run_cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "mobilevit_utils", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    missing = _run_cli("train", "--preset", "quick", "--data-dir", str(tmp_path / "none"),
+                       "--out", str(tmp_path / "run"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_preset = _run_cli("train", "--preset", "turbo", "--out", str(tmp_path / "run"))
+    assert bad_preset.returncode == 2 and "invalid choice: 'turbo'" in bad_preset.stderr
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o500)
+    if os.access(tmp_path / "ro", os.W_OK):  # root ignores permissions: use a file as a parent
+        target = tmp_path / "file" / "run"
+        (tmp_path / "file").write_text("")
+    else:
+        target = tmp_path / "ro" / "run"
+    unwritable = _run_cli("train", "--preset", "quick", "--out", str(target))
+    assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
+    assert unwritable.stderr.startswith("error: ")
+    help_text = _run_cli("train", "--help").stdout
+    for flag in ("--preset", "--model", "--data-dir", "--out", "--epochs", "--batch-size", "--lr",
+                 "--seed", "--resume"):
+        assert flag in help_text
+
+
+def _write_tree(root, per_class=30, classes=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / "train" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(60 + 60 * c, 30, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
+    """Kill the CLI during epoch 2; --resume continues at epoch 2 and ends with 3 epochs."""
+    _write_tree(tmp_path / "images")
+    run = tmp_path / "run"
+    args = ["train", "--preset", "quick", "--data-dir", str(tmp_path / "images"), "--out", str(run),
+            "--epochs", "3", "--batch-size", "8"]
+    env = {**os.environ, "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")}
+    process = subprocess.Popen([sys.executable, "-m", "mobilevit_utils", *args], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = []
+    for line in process.stdout:  # wait for epoch 1 to finish, then kill during epoch 2
+        output.append(line)
+        if line.startswith("epoch 1/3"):
+            time.sleep(0.5)
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(output)
+    assert (run / "backup").exists()
+    assert len(training.read_history(run)) == 1
+
+    resumed = subprocess.run([sys.executable, "-m", "mobilevit_utils", *args, "--resume"],
+                             cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs == ["2/3", "3/3"]
+    history = training.read_history(run)
+    assert [int(row["epoch"]) for row in history] == [0, 1, 2]
+    assert "best checkpoint: " in resumed.stdout and (run / "model.keras").exists()

@@ -61,8 +61,9 @@ PRESETS = {
     # CI and notebooks in quick mode: a few hundred images, two epochs, seconds.
     "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
                          warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
-    # The best recipe that fits in 2 hours on 2 CPU cores (see README, "Results").
-    "cpu": TrainConfig(name="cpu", epochs=18, batch_size=128, learning_rate=2e-3,
+    # Sized to 2 hours on 2 CPU cores from measured speed (benchmarks/train_throughput.py:
+    # ~120 training images/s on TensorFlow, i.e. ~7 minutes per epoch with validation).
+    "cpu": TrainConfig(name="cpu", epochs=16, batch_size=128, learning_rate=2e-3,
                        warmup_epochs=1.0, augmentation="light", label_smoothing=0.1),
     # The full recipe for a GPU (Colab or better): longer, larger batches, stronger
     # regularisation (CutMix), float16 compute.
@@ -260,6 +261,11 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False):
     refused so that nothing is lost by accident."""
     run_dir = Path(run_dir)
     existing = run_dir.exists() and any(run_dir.iterdir())
+    if resume and (run_dir / "history.csv").exists() and not (run_dir / "backup").exists():
+        raise RunExistsError(
+            f"The run in {run_dir} has finished (its resume state is removed on completion); "
+            "start a new run in another folder."
+        )
     if existing and overwrite and not resume:
         shutil.rmtree(run_dir)
     elif existing and not resume:

@@ -47,3 +47,53 @@ def image_grid(images, titles=None, ncols=8, size=1.4, cmap=None, suptitle=None)
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def save(fig, path):
+    """Save a figure to an explicit path (report files) and close it; return the path."""
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_figure(cm, class_names, normalize=False, title=""):
+    """Seaborn heatmap of a confusion matrix: counts, or rows normalised to recall."""
+    import seaborn as sns
+
+    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    size = max(5, 0.55 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    sns.heatmap(values, annot=len(class_names) <= 20, fmt=".2f" if normalize else "d",
+                cmap="Blues", xticklabels=class_names, yticklabels=class_names, ax=ax,
+                cbar_kws={"label": "share of true class" if normalize else "images"})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} confusion matrix{' (row-normalised)' if normalize else ''}".strip())
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(table, ece):
+    """Reliability diagram: accuracy per confidence bin against the diagonal."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    filled = table[table["count"] > 0]
+    width = float(table["bin_high"].iloc[0] - table["bin_low"].iloc[0])
+    ax.bar(filled["bin_low"], filled["accuracy"], width=width, align="edge", edgecolor="k",
+           alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability (ECE = {ece:.3f})")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_figure(images, true_names, predicted_names, confidences, ncols=8):
+    """Gallery of misclassified images: true label, prediction and its confidence."""
+    titles = [f"true: {t}\npred: {p} ({c:.2f})"
+              for t, p, c in zip(true_names, predicted_names, confidences)]
+    return image_grid(images, titles, ncols=ncols, size=1.6,
+                      suptitle="most confident mistakes" if len(titles) else "no mistakes")

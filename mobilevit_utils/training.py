@@ -353,6 +353,8 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         "preprocessing": "raw RGB pixels 0-255; the model rescales by 1/255 itself",
         "preset": config.name,
         "seed": config.seed,
+        "validation_split": config.validation_split,
+        "max_per_class": config.max_per_class,
         "epochs_completed": len(history),
         "best_epoch": int(best.get("epoch", -1)) + 1,
         "best_val_accuracy": best.get("val_accuracy"),

@@ -1,0 +1,296 @@
+"""Evaluation: accuracy, confusion matrices, per-class precision/recall/F1, calibration, errors.
+
+Works the same on a Keras model and on a `.tflite` model (`load_classifier` returns either), so
+notebook 05 compares them with the same code. Metrics come from `sklearn.metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mobilevit_utils import data as data_lib
+
+
+# --------------------------------------------------------------------------------------------
+# Models and predictions
+
+
+def load_classifier(path):
+    """A `.keras` model or a `TFLiteModel`, with its metadata (class names, input size).
+
+    Metadata comes from `<model>.json` beside the file, or the run's `metadata.json`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No model at {path}; train one (notebook 03) or pass another path.")
+    if path.suffix == ".tflite":
+        from mobilevit_utils.export import TFLiteModel
+
+        model = TFLiteModel(path)
+        return model, dict(model.metadata)
+    if path.suffix != ".keras":
+        raise ValueError(f"Expected a .keras or .tflite model, got {path.name}.")
+    import keras
+
+    import mobilevit_utils  # noqa: F401  (registers the layers for safe_mode loading)
+
+    model = keras.saving.load_model(path, safe_mode=True)
+    metadata = {}
+    for candidate in (path.with_suffix(".json"), path.parent / "metadata.json"):
+        if candidate.exists():
+            metadata = json.loads(candidate.read_text())
+            break
+    metadata.setdefault("input_shape", list(model.input_shape[1:]))
+    return model, metadata
+
+
+def predict_logits(model, images, batch_size=256):
+    """Logits for uint8/float images, computed batch by batch (only the (N, classes) result is
+    kept in memory). `model` is a Keras model or a `TFLiteModel`."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start:start + batch_size])
+        if hasattr(model, "interpreter"):
+            outputs.append(model.predict(batch))
+        else:
+            import keras
+
+            outputs.append(keras.ops.convert_to_numpy(model(batch.astype("float32"), training=False)))
+    return np.concatenate(outputs).astype("float32")
+
+
+def softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def predict_proba(model, images, batch_size=256):
+    return softmax(predict_logits(model, images, batch_size))
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+@dataclasses.dataclass
+class EvaluationReport:
+    """Everything measured on one split. `per_class` is a pandas DataFrame."""
+
+    class_names: tuple
+    y_true: np.ndarray
+    probabilities: np.ndarray
+    accuracy: float
+    top5_accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    confusion: np.ndarray
+    per_class: object
+    expected_calibration_error: float
+    reliability: object
+
+    @property
+    def y_pred(self):
+        return self.probabilities.argmax(-1)
+
+    def metrics(self):
+        return {
+            "accuracy": self.accuracy,
+            "top5_accuracy": self.top5_accuracy,
+            "macro_f1": self.macro_f1,
+            "weighted_f1": self.weighted_f1,
+            "expected_calibration_error": self.expected_calibration_error,
+            "num_images": int(len(self.y_true)),
+        }
+
+
+def calibration(y_true, probabilities, bins=15):
+    """Expected calibration error and the reliability table (confidence vs accuracy per bin)."""
+    import pandas as pd
+
+    confidence = probabilities.max(-1)
+    correct = probabilities.argmax(-1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "count": int(mask.sum()),
+                     "confidence": float(confidence[mask].mean()) if mask.any() else np.nan,
+                     "accuracy": float(correct[mask].mean()) if mask.any() else np.nan})
+    table = pd.DataFrame(rows)
+    filled = table[table["count"] > 0]
+    ece = float((filled["count"] * (filled["confidence"] - filled["accuracy"]).abs()).sum() / len(y_true))
+    return ece, table
+
+
+def evaluate_predictions(y_true, probabilities, class_names):
+    """Compute every metric from labels and predicted probabilities."""
+    import pandas as pd
+    from sklearn import metrics
+
+    y_true = np.asarray(y_true)
+    labels = np.arange(len(class_names))
+    y_pred = probabilities.argmax(-1)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    per_class = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                              "support": support}, index=pd.Index(list(class_names), name="class"))
+    k = min(5, len(class_names))
+    top5 = (metrics.top_k_accuracy_score(y_true, probabilities, k=k, labels=labels)
+            if len(class_names) > 2 else float(np.mean(y_pred == y_true)))
+    ece, reliability = calibration(y_true, probabilities)
+    return EvaluationReport(
+        class_names=tuple(class_names), y_true=y_true, probabilities=probabilities,
+        accuracy=float(metrics.accuracy_score(y_true, y_pred)),
+        top5_accuracy=float(top5),
+        macro_f1=float(metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        weighted_f1=float(metrics.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        confusion=metrics.confusion_matrix(y_true, y_pred, labels=labels),
+        per_class=per_class, expected_calibration_error=ece, reliability=reliability,
+    )
+
+
+def evaluate(model, images, labels, class_names, batch_size=256):
+    """Predict in batches and compute every metric."""
+    return evaluate_predictions(labels, predict_proba(model, images, batch_size), class_names)
+
+
+def confused_pairs(report, top=10):
+    """The most frequent (true -> predicted) mistakes, with their share of the true class."""
+    import pandas as pd
+
+    cm = report.confusion
+    rows = [{"true": report.class_names[i], "predicted": report.class_names[j], "count": int(cm[i, j]),
+             "share of true class": cm[i, j] / max(cm[i].sum(), 1)}
+            for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
+    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share of true class"])
+    return table.sort_values("count", ascending=False).head(top).reset_index(drop=True)
+
+
+def confident_mistakes(report, top=16):
+    """Indices of the wrong predictions made with the highest confidence."""
+    wrong = np.flatnonzero(report.y_pred != report.y_true)
+    confidence = report.probabilities.max(-1)
+    return wrong[np.argsort(-confidence[wrong])][:top]
+
+
+# --------------------------------------------------------------------------------------------
+# Report files
+
+
+def write_report(report, out_dir, images=None, title=""):
+    """Write metrics.json, classification_report.csv, confusion_matrix.png (counts),
+    confusion_matrix_normalized.png, reliability.png and, with images, misclassified.png."""
+    from mobilevit_utils import plots
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report.metrics(), indent=2) + "\n")
+    table = report.per_class.copy()
+    table.loc["macro avg"] = [*table[["precision", "recall", "f1"]].mean(), table["support"].sum()]
+    table.to_csv(out_dir / "classification_report.csv", float_format="%.4f")
+    confused_pairs(report).to_csv(out_dir / "confused_pairs.csv", index=False, float_format="%.4f")
+    figures = {
+        "confusion_matrix": plots.confusion_matrix_figure(report.confusion, report.class_names, False, title),
+        "confusion_matrix_normalized": plots.confusion_matrix_figure(report.confusion, report.class_names, True, title),
+        "reliability": plots.reliability_figure(report.reliability, report.expected_calibration_error),
+    }
+    if images is not None:
+        index = confident_mistakes(report)
+        figures["misclassified"] = plots.mistakes_figure(
+            images[index], [report.class_names[i] for i in report.y_true[index]],
+            [report.class_names[i] for i in report.y_pred[index]], report.probabilities[index].max(-1))
+    return {name: plots.save(fig, out_dir / f"{name}.png") for name, fig in figures.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Data for a saved model
+
+
+def evaluation_data(metadata, data_dir=None, split="test"):
+    """Images and labels to evaluate a saved model on, resized to its input and labelled with
+    its class names. With `data_dir`, reads `data_dir/<split>/<class>/*` (a `val` split missing
+    there is carved from `train/` as training did); else the project's dataset."""
+    class_names = metadata.get("class_names")
+    if not class_names:
+        raise ValueError("The model has no class names in its metadata (metadata.json beside the "
+                         ".keras file, or <model>.json beside a .tflite file).")
+    size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
+    seed = metadata.get("seed", 42)
+    if data_dir:
+        root = data_lib.resolve_local_root(data_dir)
+        if (root / split).is_dir():
+            x, y, _, _ = data_lib.load_split_folder(root / split, tuple(class_names), size)
+            return x, y, tuple(class_names), f"{root / split}"
+        if split == "test":
+            raise data_lib.DataError(f"{root} has no test/ folder; use --split val.")
+    # The same split as training: same seed, validation share and subset.
+    dataset = data_lib.load_dataset(
+        data_dir, validation_split=metadata.get("validation_split", 0.1), seed=seed,
+        image_size=size, max_per_class=metadata.get("max_per_class"),
+        class_names=tuple(class_names) if data_dir else None)
+    if list(dataset.class_names) != list(class_names):
+        raise data_lib.DataError(
+            f"Dataset classes {list(dataset.class_names)} differ from the model's {list(class_names)}.")
+    used = "test" if (split == "test" and dataset.x_test is not None) else "val"
+    x, y = dataset.split(used)
+    return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="accuracy, F1, confusion matrices of a saved model",
+                       description="Evaluate a .keras or .tflite model; prints accuracy=... and "
+                                   "macro_f1=... and writes the report files to --out.")
+    p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
+    p.add_argument("--data-dir", help="class-per-folder tree DIR/<split>/<class>/*; default the "
+                                      "project's dataset ($MOBILEVIT_DATA_DIR or CIFAR-10)")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="split to evaluate (test falls back to val where there is none)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.set_defaults(handler=_evaluate_command)
+
+
+def _evaluate_command(args):
+    model, metadata = load_classifier(args.model)
+    x, y, class_names, source = evaluation_data(metadata, args.data_dir, args.split)
+    report = evaluate(model, x, y, class_names)
+    write_report(report, args.out, images=x, title=Path(args.model).name)
+    print(f"evaluated {Path(args.model).name} on {len(y)} images from {source}")
+    print(f"accuracy={report.accuracy:.4f}")
+    print(f"top5_accuracy={report.top5_accuracy:.4f}")
+    print(f"macro_f1={report.macro_f1:.4f}")
+    print(f"report: {args.out}")
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="top-k labels for image files",
+                       description="Print the top-k classes with probabilities for each image.")
+    p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("images", nargs="+", help="image files")
+    p.set_defaults(handler=_predict_command)
+
+
+def _predict_command(args):
+    model, metadata = load_classifier(args.model)
+    class_names = metadata.get("class_names")
+    if not class_names:
+        raise ValueError("The model has no class names in its metadata; predictions would be unlabelled.")
+    size = tuple(metadata["input_shape"][:2])
+    images, kept, skipped = data_lib.decode_images([Path(p) for p in args.images], size, on_error="raise")
+    probabilities = predict_proba(model, images)
+    for path, row in zip(args.images, probabilities):
+        top = np.argsort(-row)[:args.top_k]
+        print(f"{path}: " + ", ".join(f"{class_names[i]} {row[i]:.3f}" for i in top))
+
+
+CLI_COMMANDS = [_add_evaluate, _add_predict]

@@ -103,23 +103,26 @@ def resolve_local_root(path):
     if _has_class_tree(path):
         return path
     for child in sorted(p for p in path.iterdir() if p.is_dir()):
-        if _has_class_tree(child) and (child / "train").is_dir():
+        if _has_class_tree(child) and any((child / split).is_dir() for split in SPLITS):
             return child
     archives = sorted(path.glob("*.tar")) + sorted(path.glob("*.tar.gz")) + sorted(path.glob("*.tgz"))
     if archives:
         return resolve_local_root(_extract(archives[0]))
     raise DataError(
-        f"{path} holds no images in class folders; expected {path}/train/<class>/*.jpg, "
+        f"{path} holds no images in class folders; expected {path}/<split>/<class>/*.jpg "
+        f"(split: train, val or test), "
         f"{path}/<class>/*.jpg or a .tar archive of that layout."
     )
 
 
+SPLITS = ("train", "val", "test")
+
+
 def _has_class_tree(path):
-    train = path / "train"
-    root = train if train.is_dir() else path
+    roots = [path / split for split in SPLITS if (path / split).is_dir()] or [path]
     return any(
         child.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
-        for child in root.iterdir()
+        for root in roots for child in root.iterdir()
     )
 
 

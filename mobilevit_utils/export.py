@@ -15,6 +15,7 @@ part of TensorFlow); the interpreter (`ai_edge_litert`) needs only NumPy.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -70,11 +71,12 @@ def _saved_model(model, directory, batch_one):
         archive.write_out(str(directory), verbose=False)
 
 
-def _flex_ops_in(message):
-    for line in message.splitlines():
-        if "ops:" in line.lower() or "flex ops" in line.lower():
-            return line.strip()
-    return message.strip().splitlines()[-1] if message.strip() else "unknown ops"
+def unsupported_ops(message):
+    """TensorFlow op names the converter could not map to LiteRT builtins, from its error."""
+    names = set(re.findall(r"'tf\.(\w+)' op is neither", message))
+    for listed in re.findall(r"(?:Custom|Flex) ops: ([\w, ]+)", message):
+        names.update(n.strip() for n in listed.split(",") if n.strip())
+    return sorted(names)
 
 
 def convert(model, precision="fp32", calibration_images=None,
@@ -99,10 +101,11 @@ def convert(model, precision="fp32", calibration_images=None,
                 return converter.convert()
         except Exception as error:
             message = str(error)
-            if any(k in message.lower() for k in ("flex", "select_tf_ops", "not supported")):
+            ops = unsupported_ops(message)
+            if ops:
                 raise FlexOpsError(
-                    f"The model needs TensorFlow ops that LiteRT builtins lack ({_flex_ops_in(message)}); "
-                    "replace them with keras.ops equivalents that have TFLite kernels."
+                    f"Refusing to export: the model needs TensorFlow (Flex) ops that LiteRT builtins "
+                    f"lack: {', '.join(ops)}; replace them with operations that have TFLite kernels."
                 ) from None
             raise
 

@@ -21,3 +21,15 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A run folder with a briefly trained model on the synthetic, learnable dataset."""
+    from helpers import tiny_dataset
+    from mobilevit_utils import training
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    training.train("quick", run_dir=run, dataset=tiny_dataset(n_per_class=16), epochs=3,
+                   batch_size=8, print_fn=lambda *_: None)
+    return run

@@ -96,7 +96,7 @@ def test_missing_data_messages_say_what_to_do(project, monkeypatch):
     with pytest.raises(data.DataError, match="MOBILEVIT_DATA_DIR"):
         data.load_dataset(project / "nowhere")
     (project / "empty").mkdir()
-    with pytest.raises(data.DataError, match="train/<class>"):
+    with pytest.raises(data.DataError, match="<split>/<class>"):
         data.load_dataset(project / "empty")
 
     def offline():

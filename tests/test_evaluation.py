@@ -1,0 +1,114 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import tiny_dataset
+from mobilevit_utils import evaluation, export
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_hot_probs(pred, num_classes, confidence=0.9):
+    probs = np.full((len(pred), num_classes), (1 - confidence) / (num_classes - 1))
+    probs[np.arange(len(pred)), pred] = confidence
+    return probs
+
+
+def test_metrics_match_hand_computed_case():
+    # 3 classes; true: 0 0 1 1 2 2; predicted: 0 1 1 1 2 0
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    report = evaluation.evaluate_predictions(y_true, one_hot_probs(pred, 3), ["a", "b", "c"])
+    assert report.accuracy == pytest.approx(4 / 6)
+    np.testing.assert_array_equal(report.confusion, [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+    # class a: precision 1/2, recall 1/2; b: precision 2/3, recall 1; c: precision 1, recall 1/2
+    np.testing.assert_allclose(report.per_class["precision"], [0.5, 2 / 3, 1.0])
+    np.testing.assert_allclose(report.per_class["recall"], [0.5, 1.0, 0.5])
+    f1 = [0.5, 0.8, 2 / 3]
+    np.testing.assert_allclose(report.per_class["f1"], f1)
+    assert report.macro_f1 == pytest.approx(np.mean(f1))
+    assert report.weighted_f1 == pytest.approx(np.mean(f1))  # equal supports
+    assert report.per_class["support"].tolist() == [2, 2, 2]
+    # Every prediction has confidence 0.9 and 4/6 are right: ECE = |0.9 - 2/3|.
+    assert report.expected_calibration_error == pytest.approx(0.9 - 4 / 6)
+    pairs = evaluation.confused_pairs(report)
+    assert len(pairs) == 2 and set(pairs["count"]) == {1}
+    assert list(evaluation.confident_mistakes(report)) == [1, 5]
+
+
+def test_top5_accuracy():
+    y_true = np.array([0, 1])
+    probs = np.zeros((2, 7))
+    probs[0] = np.linspace(0.2, 0.1, 7)  # class 0 ranked first
+    probs[1, [6, 5, 4, 3, 2, 1]] = [0.3, 0.2, 0.15, 0.14, 0.13, 0.08]  # class 1 ranked sixth
+    report = evaluation.evaluate_predictions(y_true, probs / probs.sum(1, keepdims=True), list("abcdefg"))
+    assert report.top5_accuracy == 0.5
+
+
+def test_report_files(tmp_path):
+    y_true = np.arange(20) % 4
+    pred = (y_true + (np.arange(20) % 5 == 0)) % 4
+    report = evaluation.evaluate_predictions(y_true, one_hot_probs(pred, 4), list("abcd"))
+    images = np.zeros((20, 8, 8, 3), np.uint8)
+    written = evaluation.write_report(report, tmp_path, images=images)
+    for name in ("metrics.json", "classification_report.csv", "confused_pairs.csv", "confusion_matrix.png",
+                 "confusion_matrix_normalized.png", "reliability.png", "misclassified.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert set(written) == {"confusion_matrix", "confusion_matrix_normalized", "reliability", "misclassified"}
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(report.accuracy) and metrics["num_images"] == 20
+
+
+def test_keras_and_tflite_evaluations_agree(trained_run, tmp_path):
+    model, metadata = evaluation.load_classifier(trained_run / "model.keras")
+    data = tiny_dataset(n_per_class=12)
+    paths = export.export(model, tmp_path, ("fp32",), metadata["class_names"])
+    tflite, tflite_meta = evaluation.load_classifier(paths["fp32"])
+    assert tflite_meta["class_names"] == metadata["class_names"]
+    keras_report = evaluation.evaluate(model, data.x_val, data.y_val, data.class_names, batch_size=4)
+    tflite_report = evaluation.evaluate(tflite, data.x_val, data.y_val, data.class_names, batch_size=4)
+    np.testing.assert_allclose(tflite_report.probabilities, keras_report.probabilities, atol=1e-5)
+    assert tflite_report.accuracy == keras_report.accuracy
+
+
+def _write_split(root, names, per_class=3, size=32):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "mobilevit_utils", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600, env={**os.environ})
+
+
+def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
+    _write_split(tmp_path / "data" / "test", ["class0", "class1", "class2"])
+    result = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",
+                  str(tmp_path / "data"), "--split", "test", "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("accuracy=") for line in lines)
+    assert any(line.startswith("macro_f1=") for line in lines)
+    assert (tmp_path / "report" / "confusion_matrix.png").exists()
+
+    _write_split(tmp_path / "other" / "test", ["class0", "zebra"])
+    wrong = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",
+                 str(tmp_path / "other"), "--out", str(tmp_path / "r2"))
+    assert wrong.returncode == 2 and "zebra" in wrong.stderr and "Traceback" not in wrong.stderr
+
+    image = next((tmp_path / "data" / "test" / "class1").iterdir())
+    predicted = _cli("predict", "--model", str(trained_run / "model.keras"), "--top-k", "2", str(image))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    line = predicted.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"{image}: ")
+    assert line[len(f"{image}: "):].count("class") == 2

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+import keras
+
+from helpers import tiny_dataset
+from mobilevit_utils import export
+
+pytest.importorskip("ai_edge_litert")
+
+
+@pytest.fixture(scope="module")
+def small_model(trained_run):
+    # A trained model: an untrained one's logits are nearly tied, so quantisation noise would
+    # flip its top-1 at random and the agreement check would measure nothing.
+    return keras.saving.load_model(trained_run / "model.keras", safe_mode=True)
+
+
+@pytest.fixture(scope="module")
+def exported(small_model, tmp_path_factory):
+    images = tiny_dataset(n_per_class=16).x_train
+    out = tmp_path_factory.mktemp("tflite")
+    paths = export.export(small_model, out, export.PRECISIONS, ["a", "b", "c"],
+                          calibration_images=images, num_calibration=16)
+    return paths, images
+
+
+def test_every_precision_converts_and_runs(exported, small_model):
+    paths, images = exported
+    sizes = {p: path.stat().st_size for p, path in paths.items()}
+    assert sizes["dynamic"] < sizes["fp16"] < sizes["fp32"]
+    assert sizes["int8"] < 0.5 * sizes["fp32"]
+    for precision, path in paths.items():
+        runner = export.TFLiteModel(path)
+        logits = runner.predict(images[:3])
+        assert logits.shape == (3, 3) and logits.dtype == np.float32
+        result = export.parity(small_model, path, images[:8])
+        assert result["ok"], result
+        assert not any(op.startswith("Flex") for op in runner.op_names())
+
+
+def test_fp32_parity(exported, small_model):
+    paths, images = exported
+    assert export.parity(small_model, paths["fp32"], images)["max_abs_diff"] <= 1e-4
+
+
+def test_int8_model_quantises_its_inputs(exported):
+    paths, images = exported
+    runner = export.TFLiteModel(paths["int8"])
+    assert runner.input_details["dtype"] == np.int8 and runner.output_details["dtype"] == np.int8
+    quantisation = runner.metadata["input_quantization"]
+    # 0-255 pixels map onto the full int8 range: q = x / scale + zero_point.
+    assert quantisation["zero_point"] == -128 and quantisation["scale"] == pytest.approx(1.0, rel=0.01)
+    q = runner._quantise(np.array([[0.0, 128.0, 255.0]]))
+    np.testing.assert_array_equal(q, [[-128, 0, 127]])
+    # uint8 and float inputs give the same result.
+    np.testing.assert_allclose(runner.predict(images[:2]), runner.predict(images[:2].astype("float32")))
+
+
+def test_metadata_round_trip(exported):
+    paths, _ = exported
+    meta = export.read_metadata(paths["int8"])
+    assert meta["class_names"] == ["a", "b", "c"]
+    assert meta["input_name"] == "image" and meta["input_shape"] == [32, 32, 3] and meta["batch_size"] == 1
+    assert meta["precision"] == "int8" and meta["calibration_samples"] == 16
+    assert export.read_metadata(paths["fp32"])["input_quantization"] is None
+    export.write_metadata(paths["fp32"], {**export.read_metadata(paths["fp32"]), "note": "x"})
+    assert export.TFLiteModel(paths["fp32"]).metadata["note"] == "x"
+
+
+def test_interpreter_wrapper_rejects_bad_input(exported):
+    runner = export.TFLiteModel(exported[0]["fp32"])
+    with pytest.raises(ValueError, match=r"expects images of shape \(N, 32, 32, 3\), got \(2, 16, 16, 3\)"):
+        runner.predict(np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="dtype"):
+        runner.predict(np.zeros((1, 32, 32, 3), dtype=object))
+    with pytest.raises(FileNotFoundError):
+        export.TFLiteModel("missing.tflite")
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class SingularValues(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.linalg.svd(x)[1]
+
+
+def test_model_needing_flex_ops_is_refused():
+    inputs = keras.Input((4, 4))
+    model = keras.Model(inputs, SingularValues()(inputs))
+    with pytest.raises(export.FlexOpsError, match="Svd"):
+        export.convert(model, "fp32")
+
+
+def test_int8_without_calibration_images_is_a_clear_error(small_model):
+    with pytest.raises(export.ExportError, match="calibration"):
+        export.convert(small_model, "int8")

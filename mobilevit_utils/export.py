@@ -67,8 +67,14 @@ def _saved_model(model, directory, batch_one):
         "serve", lambda image: {"logits": model(image, training=False)},
         input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
     )
-    with quiet_stderr():
-        archive.write_out(str(directory), verbose=False)
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # "INFO:tensorflow:Assets written to: ..."
+    try:
+        with quiet_stderr():
+            archive.write_out(str(directory), verbose=False)
+    finally:
+        logger.setLevel(level)
 
 
 def unsupported_ops(message):
@@ -80,7 +86,7 @@ def unsupported_ops(message):
 
 
 def convert(model, precision="fp32", calibration_images=None,
-            num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True):
+            num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True, saved_model_dir=None):
     """Convert a Keras model to TFLite bytes.
 
     Args:
@@ -88,26 +94,31 @@ def convert(model, precision="fp32", calibration_images=None,
         calibration_images: uint8/float images (N, H, W, 3) for int8's representative dataset.
         num_calibration: how many of them to use.
         batch_one: a fixed batch-1 signature (what phones run); else a dynamic batch.
+        saved_model_dir: reuse a SavedModel of `model` already written by `_saved_model`.
     """
-    tf = _tf()
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-    with tempfile.TemporaryDirectory() as directory:
-        _saved_model(model, directory, batch_one)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
-        _configure(converter, precision, calibration_images, num_calibration)
-        try:
-            with quiet_stderr():  # the converter prints hundreds of MLIR lines from C++
-                return converter.convert()
-        except Exception as error:
-            message = str(error)
-            ops = unsupported_ops(message)
-            if ops:
-                raise FlexOpsError(
-                    f"Refusing to export: the model needs TensorFlow (Flex) ops that LiteRT builtins "
-                    f"lack: {', '.join(ops)}; replace them with operations that have TFLite kernels."
-                ) from None
-            raise
+    if precision == "int8" and (calibration_images is None or len(calibration_images) == 0):
+        raise ExportError("int8 export needs calibration images (--calibration-data or a dataset).")
+    if saved_model_dir is None:
+        with tempfile.TemporaryDirectory() as directory:
+            _saved_model(model, directory, batch_one)
+            return convert(model, precision, calibration_images, num_calibration, batch_one, directory)
+    tf = _tf()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    _configure(converter, precision, calibration_images, num_calibration)
+    try:
+        with quiet_stderr():  # the converter prints hundreds of MLIR lines from C++
+            return converter.convert()
+    except Exception as error:
+        message = str(error)
+        ops = unsupported_ops(message)
+        if ops:
+            raise FlexOpsError(
+                f"Refusing to export: the model needs TensorFlow (Flex) ops that LiteRT builtins "
+                f"lack: {', '.join(ops)}; replace them with operations that have TFLite kernels."
+            ) from None
+        raise
 
 
 def _configure(converter, precision, calibration_images, num_calibration):
@@ -120,8 +131,6 @@ def _configure(converter, precision, calibration_images, num_calibration):
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
-        if calibration_images is None or len(calibration_images) == 0:
-            raise ExportError("int8 export needs calibration images (--calibration-data or a dataset).")
         samples = np.asarray(calibration_images[:num_calibration], dtype="float32")
 
         def representative_dataset():
@@ -141,8 +150,11 @@ def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or model.name
     paths = {}
-    for precision in precisions:
-        flatbuffer = convert(model, precision, calibration_images, num_calibration, batch_one)
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        _saved_model(model, saved_model_dir, batch_one)  # once, for every precision
+        flatbuffers = {precision: convert(model, precision, calibration_images, num_calibration,
+                                          batch_one, saved_model_dir) for precision in precisions}
+    for precision, flatbuffer in flatbuffers.items():
         path = out_dir / f"{name}_{precision}.tflite"
         path.write_bytes(flatbuffer)
         runner = TFLiteModel(path, metadata=False)
@@ -352,3 +364,34 @@ def _export_command(args):
 
 
 CLI_COMMANDS = [_add_export]
+
+
+# --------------------------------------------------------------------------------------------
+# Latency
+
+
+def keras_inference_fn(model):
+    """A compiled batch inference function of a Keras model (a `tf.function` on TensorFlow;
+    Keras' own compiled predict step on the other backends)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        return lambda x: compiled(np.asarray(x, "float32")).numpy()
+    return lambda x: model.predict_on_batch(np.asarray(x, "float32"))
+
+
+def median_latency_ms(fn, image, runs=50, warmup=5):
+    """Median wall time of `fn(image)` in milliseconds over `runs` calls after a warm-up."""
+    import time
+
+    for _ in range(warmup):
+        fn(image)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(image)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))

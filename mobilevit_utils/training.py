@@ -396,6 +396,27 @@ def load_run(run_dir):
     return model, metadata
 
 
+# Where notebook 03 writes its run, and where a released checkpoint lives in the repository.
+NOTEBOOK_RUN = ("runs", "notebook03")
+RELEASED_RUN = ("checkpoints", "mobilevit_xxs_cifar10")
+
+
+def find_run(run_dir=None):
+    """The run to evaluate or export: `run_dir` if given, else notebook 03's run, else the
+    released checkpoint; a clear error naming what to run first when there is none."""
+    candidates = [Path(run_dir)] if run_dir else [
+        environment.artifacts_dir(*NOTEBOOK_RUN, create=False),
+        (environment.project_root() or Path.cwd()).joinpath(*RELEASED_RUN),
+    ]
+    for candidate in candidates:
+        if (candidate / "model.keras").exists():
+            return candidate
+    raise FileNotFoundError(
+        f"No trained model found (looked in {', '.join(str(c) for c in candidates)}); run "
+        "notebook 03_training first, or `python -m mobilevit_utils train --out DIR`."
+    )
+
+
 def lr_curve(config, steps_per_epoch):
     """(epochs, learning rates) of the schedule, for plotting."""
     schedule = make_schedule(config, steps_per_epoch)

@@ -38,9 +38,10 @@ notebook-test: install
 tutorial: install
 	mkdir -p $(EXECUTED)
 	for nb in $(NOTEBOOKS); do \
-		echo "== $$nb"; \
+		start=$$(date +%s); \
 		$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
-			--output-dir $(EXECUTED) "$$nb" || exit 1; \
+			--output-dir $(EXECUTED) "$$nb" 2>/dev/null || { echo "$$nb failed"; exit 1; }; \
+		echo "$$nb: $$(( $$(date +%s) - start ))s"; \
 	done
 	@echo "Executed notebooks: $(EXECUTED)/"
 

@@ -411,13 +411,17 @@ def make_pipeline(x, y, batch_size, num_classes=None, training=False, augmenter=
             labels = tf.one_hot(labels, num_classes)
         return images, labels
 
-    ds = ds.map(to_float, num_parallel_calls=autotune)
+    # Sequential maps: Keras' random layers draw from a seed-generator state, and parallel calls
+    # would advance it in a varying order, making seeded runs irreproducible. Whole-batch maps
+    # are fast enough (see benchmarks/input_pipeline.py) and prefetching overlaps them with
+    # training.
+    ds = ds.map(to_float)
     if training and mixer is not None:
         def mix(images, labels):
             mixed = mixer({"images": images, "labels": labels}, training=True)
             return mixed["images"], mixed["labels"]
 
-        ds = ds.map(mix, num_parallel_calls=autotune)
+        ds = ds.map(mix)
     return ds.prefetch(autotune)
 
 

@@ -140,9 +140,9 @@ def evaluate_predictions(y_true, probabilities, class_names):
         y_true, y_pred, labels=labels, zero_division=0)
     per_class = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
                               "support": support}, index=pd.Index(list(class_names), name="class"))
-    k = min(5, len(class_names))
-    top5 = (metrics.top_k_accuracy_score(y_true, probabilities, k=k, labels=labels)
-            if len(class_names) > 2 else float(np.mean(y_pred == y_true)))
+    # With 5 classes or fewer every label is in the top 5.
+    top5 = (metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels)
+            if len(class_names) > 5 else 1.0)
     ece, reliability = calibration(y_true, probabilities)
     return EvaluationReport(
         class_names=tuple(class_names), y_true=y_true, probabilities=probabilities,

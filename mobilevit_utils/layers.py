@@ -314,6 +314,8 @@ class MHSA(layers.Layer):
             self.qkv_proj(x), (-1, num_tokens, 3, self.num_heads, self.projection_dim)
         )
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if num_tokens == 1:  # a single token attends only to itself (tiny maps)
+            return self.out_proj(ops.reshape(value, (-1, 1, self.num_heads * self.projection_dim)))
         scores = ops.einsum("bqhd,bkhd->bhqk", query * self.scale, key)
         weights = self.attn_dropout(ops.softmax(scores, axis=-1), training=training)
         out = ops.einsum("bhqk,bkhd->bqhd", weights, value)

@@ -94,3 +94,30 @@ def test_model_needing_flex_ops_is_refused():
 def test_int8_without_calibration_images_is_a_clear_error(small_model):
     with pytest.raises(export.ExportError, match="calibration"):
         export.convert(small_model, "int8")
+
+
+def test_cli_export_prints_a_table_with_accuracy(trained_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    data = tiny_dataset(n_per_class=16)
+    for split, (x, y) in {"train": (data.x_train, data.y_train), "test": (data.x_val, data.y_val)}.items():
+        for i, (image, label) in enumerate(zip(x, y)):
+            folder = tmp_path / "images" / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i}.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "mobilevit_utils", "export", "--model", str(trained_run / "model.keras"),
+         "--quantization", "int8", "--out", str(tmp_path / "out"), "--calibration-data",
+         str(tmp_path / "images"), "--calibration-samples", "16", "--eval-data", str(tmp_path / "images")],
+        capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("precision"))
+    assert lines[header].split() == ["precision", "size", "KB", "parity", "accuracy"]
+    row = lines[header + 1].split()
+    assert row[0] == "int8" and row[2] == "ok," and 0.0 <= float(row[-1]) <= 1.0
+    assert (tmp_path / "out" / "mobilevit_xxs_cifar_int8.json").exists()

@@ -75,32 +75,31 @@ def test_callbacks_are_wired(tmp_path):
             "EarlyStopping", "ReduceLROnPlateau", "TensorBoard"} <= kinds
 
 
-def test_quick_training_run_writes_everything(tmp_path):
-    lines = []
-    result = training.train("quick", run_dir=tmp_path / "run", dataset=tiny_dataset(),
-                            print_fn=lines.append, epochs=2)
-    run = tmp_path / "run"
+def test_quick_training_run_writes_everything(trained_run):
+    run = trained_run
+    lines = (run.parent / "printed.txt").read_text().splitlines()
     for name in ("model.keras", "config.json", "environment.json", "history.csv", "metadata.json"):
         assert (run / name).exists(), name
     assert not (run / "backup").exists()  # removed after a finished run
-    assert sum(line.startswith("epoch ") for line in lines) == 2
+    assert sum(line.startswith("epoch ") for line in lines) == 3
     assert "checkpoint" in lines[-1]
     metadata = json.loads((run / "metadata.json").read_text())
-    assert metadata["class_names"] == ["class0", "class1", "class2"] and metadata["epochs_completed"] == 2
-    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    assert metadata["class_names"] == ["class0", "class1", "class2"] and metadata["epochs_completed"] == 3
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3
+    assert json.loads((run / "environment.json").read_text())["backend"] == keras.backend.backend()
     model, meta = training.load_run(run)
     assert model.output.shape == (None, 3) and meta["input_shape"] == [32, 32, 3]
     with pytest.raises(training.RunExistsError, match="resume"):
         training.train("quick", run_dir=run, dataset=tiny_dataset())
+    with pytest.raises(training.RunExistsError, match="has finished"):
+        training.train("quick", run_dir=run, dataset=tiny_dataset(), resume=True)
 
 
-def test_same_seed_gives_same_metrics(tmp_path):
-    histories = []
-    for i in range(2):
-        result = training.train("quick", run_dir=tmp_path / f"run{i}", dataset=tiny_dataset(),
-                                print_fn=lambda *_: None, epochs=1, seed=3)
-        histories.append(result["history"])
-    assert histories[0] == histories[1]
+def test_same_seed_gives_same_metrics(trained_run, tmp_path):
+    """Repeat the session's quick run with the same seed: the same history, to the digit."""
+    again = training.train("quick", run_dir=tmp_path / "again", dataset=tiny_dataset(n_per_class=16),
+                           epochs=3, batch_size=8, print_fn=lambda *_: None)
+    assert again["history"] == training.read_history(trained_run)
 
 
 def _run_cli(*args, env=None, timeout=600):

@@ -74,22 +74,12 @@ def build_parser():
         epilog="Set KERAS_BACKEND=jax|torch|tensorflow to choose the backend.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from mobilevit_utils import evaluation, export
+
     _add_train(sub)
-    for add in _optional_commands():
+    for add in (*evaluation.CLI_COMMANDS, *export.CLI_COMMANDS):
         add(sub)
     return parser
-
-
-def _optional_commands():
-    """Subcommands of modules that may not exist yet in older checkouts."""
-    adders = []
-    for module_name in ("evaluation", "export"):
-        try:
-            module = __import__(f"mobilevit_utils.{module_name}", fromlist=["add_cli"])
-        except ImportError:
-            continue
-        adders.extend(getattr(module, "CLI_COMMANDS", []))
-    return adders
 
 
 def _user_errors():

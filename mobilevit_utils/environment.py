@@ -90,7 +90,8 @@ def _major_minor(version):
 
 
 def check_versions():
-    """Raise a clear error when Keras is too old; return the installed versions."""
+    """Raise a clear error when Keras is too old, warn when Keras/TensorFlow differ from the
+    tested versions; return the installed versions."""
     versions = {name: _version(name) for name in ("keras", "tensorflow", "jax", "torch")}
     keras_version = versions["keras"]
     if keras_version is None or _major_minor(keras_version) < (3, 5):
@@ -99,6 +100,15 @@ def check_versions():
             f"{SUPPORTED['keras'][1]}), found {keras_version}: run `pip install -e .` "
             "(or `pip install keras==3.15.1`) and restart the kernel."
         )
+    for name, tested in SUPPORTED.items():
+        found = versions.get(name)
+        if found and _major_minor(found) != tested:
+            import warnings
+
+            warnings.warn(
+                f"{name} {found} is installed; mobilevit-keras is tested with "
+                f"{tested[0]}.{tested[1]}. If something breaks, `pip install -e .` installs the "
+                "tested versions (restart the kernel afterwards).", stacklevel=2)
     return versions
 
 

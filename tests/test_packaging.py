@@ -35,3 +35,19 @@ def test_environment_and_makefile_install_the_same_extras():
 def test_makefile_installs_the_pinned_torch_first():
     makefile = (ROOT / "Makefile").read_text()
     assert makefile.index('"torch==2.13.0"') < makefile.index('-e ".[$(EXTRAS)]"')
+
+
+def test_version_check_warns_about_untested_versions(monkeypatch):
+    import pytest
+
+    from mobilevit_utils import environment
+
+    versions = {"keras": "3.15.1", "tensorflow": "2.21.0", "jax": None, "torch": None}
+    monkeypatch.setattr(environment, "_version", lambda name: versions[name])
+    assert environment.check_versions()["keras"] == "3.15.1"
+    versions["tensorflow"] = "2.19.0"
+    with pytest.warns(UserWarning, match="tensorflow 2.19.0 is installed"):
+        environment.check_versions()
+    versions["keras"] = "2.15.0"
+    with pytest.raises(RuntimeError, match="needs Keras 3"):
+        environment.check_versions()

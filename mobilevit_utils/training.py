@@ -62,8 +62,8 @@ PRESETS = {
     "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
                          warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
     # Sized to 2 hours on 2 CPU cores from measured speed (benchmarks/train_throughput.py:
-    # ~120 training images/s on TensorFlow, i.e. ~7 minutes per epoch with validation).
-    "cpu": TrainConfig(name="cpu", epochs=16, batch_size=128, learning_rate=2e-3,
+    # 97-119 training images/s on TensorFlow, i.e. 7-8.5 minutes per epoch with validation).
+    "cpu": TrainConfig(name="cpu", epochs=14, batch_size=128, learning_rate=2e-3,
                        warmup_epochs=1.0, augmentation="light", label_smoothing=0.1),
     # The full recipe for a GPU (Colab or better): longer, larger batches, stronger
     # regularisation (CutMix), float16 compute.

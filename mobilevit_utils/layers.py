@@ -314,7 +314,7 @@ class MHSA(layers.Layer):
             self.qkv_proj(x), (-1, num_tokens, 3, self.num_heads, self.projection_dim)
         )
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if num_tokens == 1:  # a single token attends only to itself (tiny maps)
+        if _is_static(num_tokens) and num_tokens == 1:  # a lone token attends only to itself
             return self.out_proj(ops.reshape(value, (-1, 1, self.num_heads * self.projection_dim)))
         scores = ops.einsum("bqhd,bkhd->bhqk", query * self.scale, key)
         weights = self.attn_dropout(ops.softmax(scores, axis=-1), training=training)

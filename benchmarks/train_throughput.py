@@ -5,9 +5,12 @@ input pipeline is not measured), the float32 matmul throughput measured in the s
 fraction of it the training step reaches, counting 3 x forward MACs x 2 FLOPs per image.
 
     KERAS_BACKEND=jax python benchmarks/train_throughput.py --variant xxs_cifar --batch-size 128
+    python benchmarks/train_throughput.py --strides 2 1 1 2 2 1      # a variant's strides, edited
+    python benchmarks/train_throughput.py --dtype-policy mixed_bfloat16
 """
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -35,8 +38,10 @@ def matmul_flops(n=1024, repeats=20):
     return 2 * n**3 * repeats / best
 
 
-def train_images_per_second(variant, batch_size, steps, input_size=None):
+def train_images_per_second(variant, batch_size, steps, input_size=None, strides=None):
     config = models.get_config(variant)
+    if strides:
+        config = dataclasses.replace(config, strides=tuple(strides))
     shape = (input_size, input_size, 3) if input_size else config.default_input_shape
     model = models.build_mobilevit(config, num_classes=10, input_shape=shape)
     model.compile(
@@ -61,15 +66,22 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--strides", type=int, nargs=6, metavar="S",
+                        help="replace the variant's strides (stem, stage1..stage5)")
+    parser.add_argument("--dtype-policy", default=None, help="e.g. mixed_bfloat16")
     args = parser.parse_args()
+    if args.dtype_policy:
+        keras.config.set_dtype_policy(args.dtype_policy)
 
     peak = matmul_flops()
     images_per_s, macs, model = train_images_per_second(
-        args.variant, args.batch_size, args.steps, args.input_size
+        args.variant, args.batch_size, args.steps, args.input_size, args.strides
     )
     achieved = images_per_s * macs * 2 * 3
     print(f"backend             {keras.backend.backend()} ({os.cpu_count()} CPU cores)")
-    print(f"model               {model.name}, input {model.input_shape[1:]}, batch {args.batch_size}")
+    strides = tuple(args.strides or models.get_config(args.variant).strides)
+    print(f"model               {model.name}, strides {strides}, "
+          f"input {model.input_shape[1:]}, batch {args.batch_size}, dtype policy {keras.config.dtype_policy().name}")
     print(f"forward MACs/image  {macs / 1e6:.1f} M")
     print(f"training            {images_per_s:.1f} images/s")
     print(f"                    {3600 * images_per_s / 45000:.1f} epochs/hour of 45,000 images")

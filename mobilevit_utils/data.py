@@ -224,8 +224,7 @@ def _cache_key(paths, *extra):
 def _take_per_class(paths, labels, max_per_class):
     if not max_per_class:
         return paths, labels
-    keep = np.concatenate([np.flatnonzero(labels == c)[:max_per_class] for c in np.unique(labels)])
-    keep.sort()
+    keep = _per_class_indices(labels, max_per_class)
     return [paths[i] for i in keep], labels[keep]
 
 

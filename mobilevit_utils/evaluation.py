@@ -51,15 +51,12 @@ def load_classifier(path):
 def predict_logits(model, images, batch_size=256):
     """Logits for uint8/float images, computed batch by batch (only the (N, classes) result is
     kept in memory). `model` is a Keras model or a `TFLiteModel`."""
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start:start + batch_size])
-        if hasattr(model, "interpreter"):
-            outputs.append(model.predict(batch))
-        else:
-            import keras
+    from mobilevit_utils.export import keras_logits
 
-            outputs.append(keras.ops.convert_to_numpy(model(batch.astype("float32"), training=False)))
+    if not hasattr(model, "interpreter"):
+        return keras_logits(model, images, batch_size)
+    outputs = [model.predict(np.asarray(images[start:start + batch_size]))
+               for start in range(0, len(images), batch_size)]
     return np.concatenate(outputs).astype("float32")
 
 

@@ -282,11 +282,12 @@ class TFLiteModel:
 
 
 def keras_logits(model, images, batch_size=256):
+    """float32 logits of a Keras model, batch by batch."""
     import keras
 
     outputs = [keras.ops.convert_to_numpy(model(np.asarray(images[i:i + batch_size], "float32"), training=False))
                for i in range(0, len(images), batch_size)]
-    return np.concatenate(outputs)
+    return np.concatenate(outputs).astype("float32")
 
 
 def parity(model, tflite_path, images, tolerance=1e-4):

@@ -183,13 +183,9 @@ def _current_lr(optimizer):
     return float(keras.ops.convert_to_numpy(lr(optimizer.iterations) if callable(lr) else lr))
 
 
-def best_logged(history_csv, monitor="val_accuracy"):
-    """Best value of `monitor` in a CSVLogger file (None when absent)."""
-    path = Path(history_csv)
-    if not path.exists():
-        return None
-    with open(path, newline="") as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
+def best_logged(run_dir, monitor="val_accuracy"):
+    """Best value of `monitor` in a run's history.csv (None when absent)."""
+    values = [row[monitor] for row in read_history(run_dir) if monitor in row]
     return max(values) if values else None
 
 
@@ -201,7 +197,7 @@ def make_callbacks(run_dir, config, print_fn=print):
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "model.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=best_logged(run_dir / "history.csv"),
+            initial_value_threshold=best_logged(run_dir),
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
@@ -334,7 +330,8 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         compile_model(model, config, steps_per_epoch, num_classes)
 
     _write_json(run_dir / "config.json", config.to_dict())
-    _write_json(run_dir / "environment.json", environment.describe())
+    run_environment = environment.describe()
+    _write_json(run_dir / "environment.json", run_environment)
     print_fn(f"training {model.name} ({models.trainable_params(model):,} parameters) on "
              f"{len(dataset.y_train):,} images, validating on {len(dataset.y_val):,}; "
              f"run folder {run_dir}")
@@ -363,7 +360,7 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         "train_images": int(len(dataset.y_train)),
         "val_images": int(len(dataset.y_val)),
         "data_source": dataset.source,
-        "environment": environment.describe(),
+        "environment": run_environment,
     }
     _write_json(run_dir / "metadata.json", metadata)
     checkpoint = run_dir / "model.keras"

@@ -61,10 +61,8 @@ PRESETS = {
     # CI and notebooks in quick mode: a few hundred images, two epochs, seconds.
     "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
                          warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
-    # Sized to 2 hours on 2 CPU cores from measured speed: one epoch of this preset took 531 s
-    # including compilation and validation (`train --preset cpu --epochs 1`, TensorFlow), so 13
-    # epochs take about 110 minutes.
-    "cpu": TrainConfig(name="cpu", epochs=13, batch_size=128, learning_rate=2e-3,
+    # Sized to 2 hours on 2 CPU cores from measured speed (see README, "Reference results").
+    "cpu": TrainConfig(name="cpu", epochs=30, batch_size=128, learning_rate=2e-3,
                        warmup_epochs=1.0, augmentation="light", label_smoothing=0.1),
     # The full recipe for a GPU (Colab or better): longer, larger batches, stronger
     # regularisation (CutMix), float16 compute.

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from mobilevit_utils import data as data_lib
+from mobilevit_utils.environment import DATA_ENV
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +239,15 @@ def evaluation_data(metadata, data_dir=None, split="test"):
     used = "test" if (split == "test" and dataset.x_test is not None) else "val"
     x, y = dataset.split(used)
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
+
+
+def held_out_data(metadata, data_dir=None):
+    """`evaluation_data` on the test split where the data has one, else on the validation split
+    training held out; returns ((images, labels, class_names, source), split name)."""
+    local = data_dir or os.environ.get(DATA_ENV)
+    if local and not (data_lib.resolve_local_root(local) / "test").is_dir():
+        return evaluation_data(metadata, data_dir, "val"), "val"
+    return evaluation_data(metadata, data_dir, "test"), "test"
 
 
 # --------------------------------------------------------------------------------------------

@@ -322,7 +322,8 @@ def _add_export(sub):
     p.add_argument("--calibration-data", help="image folder (train/<class>/* or <class>/*) for int8 "
                                              "calibration; default the project's dataset")
     p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES)
-    p.add_argument("--eval-data", help="image folder to report accuracy on (DIR/<split>/<class>/*); "
+    p.add_argument("--eval-data", help="image folder to report accuracy on (its test/ split, else the "
+                                      "validation split training held out); "
                                       "default: none (parity only)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch size instead of batch 1")
     p.set_defaults(handler=_export_command)
@@ -349,7 +350,8 @@ def _export_command(args):
         0, 255, size=(16, *model.input_shape[1:])).astype("float32")
     evaluation_set = None
     if args.eval_data:
-        evaluation_set = evaluation.evaluation_data(metadata, args.eval_data, "test")
+        evaluation_set, split = evaluation.held_out_data(metadata, args.eval_data)
+        print(f"accuracy on the {split} split of {args.eval_data}")
     print(f"{'precision':<10}{'size KB':>10}  {'parity':<34}{'accuracy':>9}")
     for precision, path in paths.items():
         result = parity(model, path, check_images)

@@ -97,3 +97,24 @@ def mistakes_figure(images, true_names, predicted_names, confidences, ncols=8):
               for t, p, c in zip(true_names, predicted_names, confidences)]
     return image_grid(images, titles, ncols=ncols, size=1.6,
                       suptitle="most confident mistakes" if len(titles) else "no mistakes")
+
+
+def history_figure(history, title=""):
+    """Loss and accuracy per epoch, training against validation, from a Keras history
+    (`read_history` rows, a `History.history`-style list of dicts, or a DataFrame)."""
+    import pandas as pd
+
+    table = pd.DataFrame(history)
+    table["epoch"] = table["epoch"].astype(int) + 1  # CSVLogger counts from 0
+    table = table.set_index("epoch")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    marker = "o" if len(table) <= 30 else None
+    table[[c for c in ("loss", "val_loss") if c in table]].plot(ax=axes[0], marker=marker, title="loss")
+    table[[c for c in ("accuracy", "val_accuracy") if c in table]].plot(
+        ax=axes[1], marker=marker, title="accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,15 +1,40 @@
 """Small synthetic data shared by tests and their subprocess scripts."""
 
+from pathlib import Path
+
 import numpy as np
 
 from mobilevit_utils import data
 
 
-def tiny_dataset(n_per_class=12, classes=3, size=32, seed=0):
-    """A learnable dataset: each class has its own mean brightness."""
+def learnable_images(n_per_class=12, classes=3, size=32, seed=0):
+    """(images, labels): each class has its own mean brightness, so a model can learn it."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(classes), n_per_class)
     x = np.clip(rng.normal(60 + 60 * y[:, None, None, None], 30, size=(len(y), size, size, 3)), 0, 255)
-    x_train, y_train, x_val, y_val = data.stratified_split(x.astype("uint8"), y, 0.25, seed)
+    return x.astype("uint8"), y
+
+
+def tiny_dataset(n_per_class=12, classes=3, size=32, seed=0):
+    """`learnable_images` split 75/25 into an `ImageDataset` with classes class0, class1, ..."""
+    x, y = learnable_images(n_per_class, classes, size, seed)
+    x_train, y_train, x_val, y_val = data.stratified_split(x, y, 0.25, seed)
     names = tuple(f"class{c}" for c in range(classes))
     return data.ImageDataset(x_train, y_train, x_val, y_val, names, "synthetic")
+
+
+def write_image_tree(root, images, labels, class_names):
+    """Save images as root/<class name>/<i>.png, the layout `data.load_dataset` reads."""
+    from PIL import Image
+
+    root = Path(root)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return root
+
+
+def random_images(count, size=(32, 32), seed=0):
+    """Uniform-noise RGB images (count, height, width, 3) as uint8."""
+    return np.random.default_rng(seed).integers(0, 256, size=(count, *size, 3), dtype=np.uint8)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import random_images, write_image_tree
 from mobilevit_utils import augmentation as aug
 from mobilevit_utils import data
 
@@ -20,14 +21,9 @@ def project(tmp_path, monkeypatch):
 
 
 def make_tree(root, per_class=(6, 6, 6), size=(12, 10), split="train", seed=0):
-    rng = np.random.default_rng(seed)
     names = ["cat", "dog", "emu"][: len(per_class)]
-    for name, count in zip(names, per_class):
-        folder = root / split / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    labels = np.repeat(np.arange(len(per_class)), per_class)
+    write_image_tree(root / split, random_images(len(labels), size, seed), labels, names)
     return names
 
 

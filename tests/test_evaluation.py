@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import tiny_dataset
+from helpers import random_images, tiny_dataset, write_image_tree
 from mobilevit_utils import evaluation, export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,14 +76,9 @@ def test_keras_and_tflite_evaluations_agree(trained_run, tmp_path):
     assert tflite_report.accuracy == keras_report.accuracy
 
 
-def _write_split(root, names, per_class=3, size=32):
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    for name in names:
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+def _write_split(root, names, per_class=3):
+    labels = np.repeat(np.arange(len(names)), per_class)
+    write_image_tree(root, random_images(len(labels), seed=1), labels, names)
 
 
 def _cli(*args, cwd=ROOT):

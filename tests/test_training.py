@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import tiny_dataset
+from helpers import learnable_images, tiny_dataset, write_image_tree
 from mobilevit_utils import training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,21 +131,9 @@ def test_cli_errors_are_one_line(tmp_path):
         assert flag in help_text
 
 
-def _write_tree(root, per_class=30, classes=3):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        folder = root / "train" / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            pixels = np.clip(rng.normal(60 + 60 * c, 30, size=(32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-
-
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
     """Kill the CLI during epoch 2; --resume continues at epoch 2 and ends with 3 epochs."""
-    _write_tree(tmp_path / "images")
+    write_image_tree(tmp_path / "images" / "train", *learnable_images(30), ["class0", "class1", "class2"])
     run = tmp_path / "run"
     args = ["train", "--preset", "quick", "--data-dir", str(tmp_path / "images"), "--out", str(run),
             "--epochs", "3", "--batch-size", "8"]

@@ -1,0 +1,65 @@
+"""tools/release_checkpoint.py: copy, evaluate, export and write the README's results table."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import learnable_images, write_image_tree
+from mobilevit_utils import training
+
+pytest.importorskip("ai_edge_litert")
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- reference-results:start -->", "<!-- reference-results:end -->"
+
+
+def test_release_evaluates_exports_and_rewrites_readme(trained_run, tmp_path):
+    metadata = json.loads((trained_run / "metadata.json").read_text())
+    # A data folder with the run's classes and no test/ split: the release must evaluate on the
+    # validation split carved the way training carves it, and say so.
+    write_image_tree(tmp_path / "data" / "train", *learnable_images(20), metadata["class_names"])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nstale table\n{END}\noutro\n")
+    out = tmp_path / "checkpoints" / "release"
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "release_checkpoint.py"), str(trained_run),
+         "--data-dir", str(tmp_path / "data"), "--out", str(out), "--precisions", "fp32", "int8",
+         "--readme", str(readme)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")})
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    for name in ("model.keras", "metadata.json", "config.json", "history.csv", "learning_curves.png",
+                 "results.json", "results.md", "report/metrics.json", "report/confusion_matrix.png"):
+        assert (out / name).exists(), name
+    assert training.find_run(out) == out
+
+    results = json.loads((out / "results.json").read_text())
+    evaluation = results["evaluation"]
+    assert evaluation["split"] == "val" and evaluation["num_images"] == 6  # 10 % of 60, stratified
+    assert results["training"]["epochs"] == metadata["epochs_completed"]
+    assert set(results["tflite"]) == {"fp32", "int8"}
+    # The float32 TFLite file is the same function as the Keras model.
+    assert results["tflite"]["fp32"]["accuracy"] == pytest.approx(evaluation["accuracy"])
+    assert results["tflite"]["int8"]["size_kb"] < results["tflite"]["fp32"]["size_kb"]
+
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{END}\noutro\n")
+    assert "stale table" not in text
+    assert f"**{evaluation['accuracy']:.2%}**" in text
+    assert "validation split held out from the training images" in text
+    assert text.count(START) == 1 and (out / "results.md").read_text() in text
+
+
+def test_release_of_a_folder_without_a_run_is_a_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "release_checkpoint.py"), str(tmp_path / "nothing"),
+         "--out", str(tmp_path / "out"), "--readme", ""],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: No checkpoint at")

@@ -1,0 +1,176 @@
+"""Release a training run: copy its checkpoint into the repository, evaluate it, export it to
+TFLite, and write the results table the README shows.
+
+    python -m mobilevit_utils train --preset cpu --data-dir ../shared/data --out artifacts/runs/reference-cpu
+    python tools/release_checkpoint.py artifacts/runs/reference-cpu --data-dir ../shared/data
+
+Writes to `checkpoints/mobilevit_xxs_cifar10/` (where notebooks 04 and 05 find it):
+model.keras, metadata.json, config.json, environment.json, history.csv, learning_curves.png,
+report/ (evaluation report of the Keras model), results.json and results.md; then replaces
+the README's table between the `reference-results` markers with results.md. The .tflite files
+go to artifacts/tflite/<release name>/ (rebuilt by `python -m mobilevit_utils export`).
+Evaluates on the official test split where the data has one, else on the validation split
+that training held out (same seed and share), and says which.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+from mobilevit_utils import data as data_lib  # noqa: E402
+from mobilevit_utils import environment, evaluation, export, models, plots, training  # noqa: E402
+
+RUN_FILES = ("model.keras", "metadata.json", "config.json", "environment.json", "history.csv")
+MARKERS = ("<!-- reference-results:start -->", "<!-- reference-results:end -->")
+
+
+def _hardware(run_env):
+    """'1 GPU (...)' or '2 CPU cores (model name)' from a run's environment.json."""
+    gpus = [d for d in run_env.get("devices", []) if "GPU" in d.upper() or "CUDA" in d.upper()]
+    if gpus:
+        return f"{len(gpus)} GPU ({', '.join(gpus)})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{run_env.get('cpu_count')} CPU cores, no GPU ({cpu})"
+
+
+def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readme=None):
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    model, metadata = training.load_run(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, out_dir / name)
+    history = training.read_history(run_dir)
+    plots.save(plots.history_figure(history, f"{model.name}, preset {metadata.get('preset')}"),
+               out_dir / "learning_curves.png")
+
+    (x, y, class_names, source), split = evaluation.held_out_data(metadata, data_dir)
+    report = evaluation.evaluate(model, x, y, class_names)
+    evaluation.write_report(report, out_dir / "report", images=x, title=model.name)
+    print(f"keras: accuracy={report.accuracy:.4f} macro_f1={report.macro_f1:.4f} on {len(y)} images ({split})")
+
+    # Calibrate int8 on training images only: the evaluation images stay unseen.
+    calibration = None
+    if "int8" in precisions:
+        dataset = data_lib.load_dataset(
+            data_dir, validation_split=metadata.get("validation_split", 0.1),
+            seed=metadata.get("seed", 42), image_size=tuple(metadata["input_shape"][:2]),
+            max_per_class=metadata.get("max_per_class"),
+            class_names=tuple(class_names) if data_dir else None)
+        pick = np.random.default_rng(0).permutation(len(dataset.x_train))
+        calibration = dataset.x_train[pick[:export.DEFAULT_CALIBRATION_SAMPLES]]
+    tflite_dir = environment.artifacts_dir("tflite", out_dir.name)
+    paths = export.export(model, tflite_dir, precisions, class_names, calibration)
+    tflite = {}
+    for precision, path in paths.items():
+        tflite_report = evaluation.evaluate(export.TFLiteModel(path), x, y, class_names)
+        tflite[precision] = {"size_kb": round(path.stat().st_size / 1024),
+                             "accuracy": tflite_report.accuracy,
+                             "macro_f1": tflite_report.macro_f1}
+        print(f"tflite {precision}: {tflite[precision]['size_kb']} KB, accuracy={tflite_report.accuracy:.4f}")
+
+    run_env = metadata.get("environment", {})
+    results = {
+        "model": model.name,
+        "variant": metadata.get("variant"),
+        "preset": metadata.get("preset"),
+        "seed": metadata.get("seed"),
+        "trainable_parameters": models.trainable_params(model),
+        "macs_per_image": models.count_macs(model),
+        "input_shape": metadata.get("input_shape"),
+        "evaluation": {"split": split, "source": str(source), **report.metrics()},
+        "training": {
+            "epochs": metadata.get("epochs_completed"),
+            "best_epoch": metadata.get("best_epoch"),
+            "train_images": metadata.get("train_images"),
+            "wall_time_s": metadata.get("wall_time_s_last_session"),
+            "backend": run_env.get("backend"),
+            "cpu_count": run_env.get("cpu_count"),
+            "devices": run_env.get("devices"),
+            "versions": run_env.get("versions"),
+            "hardware": _hardware(run_env),
+        },
+        "tflite": tflite,
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = results_markdown(results, run_dir, out_dir)
+    (out_dir / "results.md").write_text(table)
+    if readme:
+        update_readme(readme, table)
+    print(f"released to {out_dir}")
+    return results
+
+
+def results_markdown(results, run_dir, out_dir):
+    ev, tr = results["evaluation"], results["training"]
+    split = ("official CIFAR-10 test split" if ev["split"] == "test" else
+             "validation split held out from the training images (never trained on)")
+    minutes = tr["wall_time_s"] / 60 if tr["wall_time_s"] else float("nan")
+    sizes = ", ".join(f"{p} {v['size_kb']:,} KB" for p, v in results["tflite"].items())
+    accuracies = ", ".join(f"{p} {v['accuracy']:.2%}" for p, v in results["tflite"].items())
+    rows = [
+        ("model", f"`{results['variant']}` ({results['model']}), input {'x'.join(map(str, results['input_shape'][:2]))}"),
+        ("parameters (trainable)", f"{results['trainable_parameters']:,}"),
+        ("multiply-accumulates per image", f"{results['macs_per_image'] / 1e6:.1f} M"),
+        ("accuracy / top-5", f"**{ev['accuracy']:.2%}** / {ev['top5_accuracy']:.2%} on {ev['num_images']:,} images: {split}"),
+        ("macro F1 / calibration error", f"{ev['macro_f1']:.4f} / ECE {ev['expected_calibration_error']:.3f}"),
+        ("training", f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} images, "
+                     f"seed {results['seed']}: {minutes:.0f} min wall time on {tr['hardware']}, "
+                     f"{tr['backend']} backend"),
+        ("TFLite size", sizes),
+        ("TFLite accuracy (same images)", accuracies),
+    ]
+    lines = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
+             f"Files: [`{out_dir.as_posix()}/`]({out_dir.as_posix()}/) (checkpoint, metadata, history, "
+             "curves, evaluation report). Reproduce:", "", "```bash",
+             f"python -m mobilevit_utils train --preset {results['preset']} --seed {results['seed']} "
+             f"--data-dir ../shared/data --out {run_dir.as_posix()}",
+             f"python tools/release_checkpoint.py {run_dir.as_posix()} --data-dir ../shared/data",
+             "```", ""]
+    return "\n".join(lines)
+
+
+def update_readme(path, table):
+    path = Path(path)
+    text = path.read_text()
+    start, end = MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} markers to replace.")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(lambda _: f"{start}\n{table}{end}", text))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a finished training run (model.keras, metadata.json, history.csv)")
+    parser.add_argument("--data-dir", help="dataset folder; default $MOBILEVIT_DATA_DIR, else CIFAR-10 download")
+    parser.add_argument("--out", default="/".join(training.RELEASED_RUN), help="release folder")
+    parser.add_argument("--precisions", nargs="+", default=list(export.PRECISIONS),
+                        choices=list(export.PRECISIONS))
+    parser.add_argument("--readme", default="README.md",
+                        help="README whose reference-results section to rewrite ('' to skip)")
+    args = parser.parse_args(argv)
+    try:
+        release(args.run_dir, args.out, args.data_dir, tuple(args.precisions), args.readme or None)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 # mobilevit-keras: `make tutorial` runs the notebooks, `make test` runs every test.
 # Both create .venv and install everything on a fresh machine (Python 3.10+ and make).
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ EXTRAS ?= dev,litert,backends,reference
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
-.PHONY: install test unit-test notebook-test tutorial format-notebooks benchmarks clean
+.PHONY: install test unit-test notebook-test tutorial format-notebooks benchmarks reference clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +52,18 @@ format-notebooks: install
 
 benchmarks: install
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+# The reference run behind the README's results (about 2 hours on 2 CPU cores): trains the cpu
+# preset (rerun after an interruption to resume), then releases it to checkpoints/ and rewrites
+# the README table. DATA_DIR=../shared/data uses a local CIFAR-10 copy instead of downloading.
+REFERENCE_RUN := artifacts/runs/reference-cpu
+REFERENCE_LOG := artifacts/logs/reference-cpu.log
+reference: install
+	mkdir -p $(dir $(REFERENCE_LOG))
+	set -o pipefail; $(BIN)/python -m mobilevit_utils train --preset cpu --resume --out $(REFERENCE_RUN) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) 2>&1 | tee -a $(REFERENCE_LOG)
+	$(BIN)/python tools/release_checkpoint.py $(REFERENCE_RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+		--log $(REFERENCE_LOG)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

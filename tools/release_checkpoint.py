@@ -49,13 +49,15 @@ def _hardware(run_env):
     return f"{run_env.get('cpu_count')} CPU cores, no GPU ({cpu})"
 
 
-def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readme=None):
+def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readme=None, log=None):
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, metadata = training.load_run(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, out_dir / name)
+    if log:  # what the training command printed
+        shutil.copy2(log, out_dir / "training_log.txt")
     history = training.read_history(run_dir)
     plots.save(plots.history_figure(history, f"{model.name}, preset {metadata.get('preset')}"),
                out_dir / "learning_curves.png")
@@ -109,7 +111,7 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
         "tflite": tflite,
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = results_markdown(results, run_dir, out_dir)
+    table = results_markdown(results, run_dir, out_dir, data_dir)
     (out_dir / "results.md").write_text(table)
     if readme:
         update_readme(readme, table)
@@ -117,7 +119,7 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
     return results
 
 
-def results_markdown(results, run_dir, out_dir):
+def results_markdown(results, run_dir, out_dir, data_dir=None):
     ev, tr = results["evaluation"], results["training"]
     split = ("official CIFAR-10 test split" if ev["split"] == "test" else
              "validation split held out from the training images (never trained on)")
@@ -136,12 +138,13 @@ def results_markdown(results, run_dir, out_dir):
         ("TFLite size", sizes),
         ("TFLite accuracy (same images)", accuracies),
     ]
+    data_arg = f" --data-dir {data_dir}" if data_dir else ""
     lines = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
              f"Files: [`{out_dir.as_posix()}/`]({out_dir.as_posix()}/) (checkpoint, metadata, history, "
              "curves, evaluation report). Reproduce:", "", "```bash",
-             f"python -m mobilevit_utils train --preset {results['preset']} --seed {results['seed']} "
-             f"--data-dir ../shared/data --out {run_dir.as_posix()}",
-             f"python tools/release_checkpoint.py {run_dir.as_posix()} --data-dir ../shared/data",
+             f"python -m mobilevit_utils train --preset {results['preset']} --seed {results['seed']}"
+             f"{data_arg} --out {run_dir.as_posix()}",
+             f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}",
              "```", ""]
     return "\n".join(lines)
 
@@ -163,11 +166,13 @@ def main(argv=None):
     parser.add_argument("--out", default="/".join(training.RELEASED_RUN), help="release folder")
     parser.add_argument("--precisions", nargs="+", default=list(export.PRECISIONS),
                         choices=list(export.PRECISIONS))
+    parser.add_argument("--log", help="the training command's console log, kept as training_log.txt")
     parser.add_argument("--readme", default="README.md",
                         help="README whose reference-results section to rewrite ('' to skip)")
     args = parser.parse_args(argv)
     try:
-        release(args.run_dir, args.out, args.data_dir, tuple(args.precisions), args.readme or None)
+        release(args.run_dir, args.out, args.data_dir, tuple(args.precisions), args.readme or None,
+                args.log)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
 

@@ -397,9 +397,13 @@ NOTEBOOK_RUN = ("runs", "notebook03")
 RELEASED_RUN = ("checkpoints", "mobilevit_xxs_cifar10")
 
 
-def find_run(run_dir=None):
+def find_run(run_dir=None, download_from=None):
     """The run to evaluate or export: `run_dir` if given, else notebook 03's run, else the
-    released checkpoint; a clear error naming what to run first when there is none."""
+    released checkpoint; a clear error naming what to run first when there is none.
+
+    `download_from`: a GitHub repository URL to fetch the released checkpoint from when it is
+    not on disk (Colab installs the package, not the repository's `checkpoints/` folder).
+    """
     candidates = [Path(run_dir)] if run_dir else [
         environment.artifacts_dir(*NOTEBOOK_RUN, create=False),
         (environment.project_root() or Path.cwd()).joinpath(*RELEASED_RUN),
@@ -407,10 +411,23 @@ def find_run(run_dir=None):
     for candidate in candidates:
         if (candidate / "model.keras").exists():
             return candidate
+    if download_from and not run_dir:
+        return download_release(download_from)
     raise FileNotFoundError(
         f"No trained model found (looked in {', '.join(str(c) for c in candidates)}); run "
         "notebook 03_training first, or `python -m mobilevit_utils train --out DIR`."
     )
+
+
+def download_release(repo_url, branch="main"):
+    """Fetch the released checkpoint (model.keras, metadata.json) from a GitHub repository into
+    `<artifacts>/checkpoints/`; returns that folder."""
+    target = environment.artifacts_dir(*RELEASED_RUN)
+    for name in ("model.keras", "metadata.json"):
+        keras.utils.get_file(
+            fname=name, cache_subdir=str(target.resolve()),
+            origin=f"{repo_url.rstrip('/')}/raw/{branch}/{'/'.join(RELEASED_RUN)}/{name}")
+    return target
 
 
 def lr_curve(config, steps_per_epoch):

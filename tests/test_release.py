@@ -63,3 +63,26 @@ def test_release_of_a_folder_without_a_run_is_a_one_line_error(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: No checkpoint at")
+
+
+def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkeypatch):
+    """On Colab the repository's checkpoints/ folder is not on disk; notebooks 04/05 fetch it."""
+    import shutil
+
+    import keras
+
+    repo = tmp_path / "repo"
+    published = repo.joinpath("raw", "main", *training.RELEASED_RUN)
+    published.mkdir(parents=True)
+    for name in ("model.keras", "metadata.json"):
+        shutil.copy2(trained_run / name, published / name)
+    monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.chdir(tmp_path)  # outside any checkout: no notebook 03 run, no release on disk
+
+    with pytest.raises(FileNotFoundError, match="run notebook 03_training first"):
+        training.find_run()
+    run = training.find_run(download_from=repo.as_uri())
+    assert run == tmp_path / "artifacts" / Path(*training.RELEASED_RUN)
+    names = json.loads((run / "metadata.json").read_text())["class_names"]
+    assert names == json.loads((trained_run / "metadata.json").read_text())["class_names"]
+    assert keras.saving.load_model(run / "model.keras", safe_mode=True).output_shape == (None, len(names))

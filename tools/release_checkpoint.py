@@ -132,9 +132,9 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         ("multiply-accumulates per image", f"{results['macs_per_image'] / 1e6:.1f} M"),
         ("accuracy / top-5", f"**{ev['accuracy']:.2%}** / {ev['top5_accuracy']:.2%} on {ev['num_images']:,} images: {split}"),
         ("macro F1 / calibration error", f"{ev['macro_f1']:.4f} / ECE {ev['expected_calibration_error']:.3f}"),
-        ("training", f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} images, "
-                     f"seed {results['seed']}: {minutes:.0f} min wall time on {tr['hardware']}, "
-                     f"{tr['backend']} backend"),
+        ("training", f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} "
+                     f"images, seed {results['seed']}: {minutes:.0f} min wall time (`fit`, validation "
+                     f"included) on {tr['hardware']}, {tr['backend']} backend"),
         ("TFLite size", sizes),
         ("TFLite accuracy (same images)", accuracies),
     ]

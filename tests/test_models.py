@@ -48,9 +48,11 @@ def test_feature_extractor_and_rescaling():
 def test_cifar_variant_keeps_resolution_for_attention():
     model = models.mobilevit_xxs_cifar()
     shapes = {row["layer"]: row["output_shape"] for row in models.layer_table(model)}
-    assert shapes["stage2_block3"] == (32, 32, 24)
-    assert shapes["stage3_mobilevit"][:2] == (16, 16)
-    assert shapes["stage5_mobilevit"][:2] == (4, 4)
+    assert shapes["stage1_block1"] == (32, 32, 16)  # full resolution before the first stride
+    assert shapes["stage2_block3"] == (16, 16, 24)
+    # Attention over 2x2 patches of 8x8, 4x4 and 4x4 maps: 16, 4 and 4 tokens (the ImageNet
+    # layout would leave 1 token at stage 5).
+    assert [shapes[f"stage{i}_mobilevit"][:2] for i in (3, 4, 5)] == [(8, 8), (4, 4), (4, 4)]
     assert model.output.shape == (None, 10)
 
 

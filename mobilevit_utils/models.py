@@ -71,8 +71,9 @@ MODEL_CONFIGS = {
     # 2x2 before the last MobileViT block, leaving each pixel a single token to attend to.
     # Here the stem and stage 1 keep the full 32x32 resolution, stages 2-4 halve it and stage 5
     # keeps 4x4 (output stride 8): the MobileViT blocks see 8x8, 4x4 and 4x4 maps. Striding
-    # stage 2 rather than stage 5 costs 26 M instead of 80 M MACs per image and trains 2.5x
-    # faster on CPU (`benchmarks/train_throughput.py`), which buys the epochs a 2-hour budget needs.
+    # stage 2 rather than stage 5 costs 26 M instead of 80 M MACs per image and trains 2-3x
+    # faster on CPU (benchmarks/results/train_throughput.txt), which buys the epochs a 2-hour
+    # budget needs.
     "xxs_cifar": dataclasses.replace(
         _XXS,
         name="mobilevit_xxs_cifar",

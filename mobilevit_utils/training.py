@@ -382,8 +382,8 @@ def read_history(run_dir):
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
-def load_run(run_dir):
-    """The best model of a run and its metadata."""
+def load_run(run_dir, compile=True):
+    """The best model of a run and its metadata; `compile=False` leaves out the optimizer."""
     run_dir = Path(run_dir)
     checkpoint = run_dir / "model.keras"
     if not checkpoint.exists():
@@ -391,7 +391,7 @@ def load_run(run_dir):
             f"No checkpoint at {checkpoint}; run notebook 03 (or `python -m mobilevit_utils "
             f"train --out {run_dir}`) first."
         )
-    model = keras.saving.load_model(checkpoint, safe_mode=True)
+    model = keras.saving.load_model(checkpoint, safe_mode=True, compile=compile)
     metadata_path = run_dir / "metadata.json"
     metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
     return model, metadata

@@ -24,7 +24,6 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mobilevit_utils import data as data_lib  # noqa: E402
@@ -52,11 +51,11 @@ def _hardware(run_env):
 
 def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readme=None, log=None):
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    model, metadata = training.load_run(run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     # Without the optimizer state (two more copies of every weight): inference and fine-tuning
     # need only the weights.
-    keras.saving.load_model(run_dir / "model.keras", safe_mode=True, compile=False).save(out_dir / "model.keras")
+    model, metadata = training.load_run(run_dir, compile=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / "model.keras")
     for name in RUN_FILES:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, out_dir / name)

@@ -50,8 +50,9 @@ tutorial: install
 format-notebooks: install
 	$(BIN)/python tools/clean_notebooks.py $(NOTEBOOKS)
 
+# Every benchmark, outputs saved to benchmarks/results/ (cited by the README). DATA_DIR as below.
 benchmarks: install
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	$(if $(DATA_DIR),MOBILEVIT_DATA_DIR=$(DATA_DIR)) PY=$(BIN)/python bash benchmarks/run_all.sh
 
 # The reference run behind the README's results (about 2 hours on 2 CPU cores): trains the cpu
 # preset (rerun after an interruption to resume), then releases it to checkpoints/ and rewrites

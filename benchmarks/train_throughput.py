@@ -7,6 +7,8 @@ fraction of it the training step reaches, counting 3 x forward MACs x 2 FLOPs pe
     KERAS_BACKEND=jax python benchmarks/train_throughput.py --variant xxs_cifar --batch-size 128
     python benchmarks/train_throughput.py --strides 2 1 1 2 2 1      # a variant's strides, edited
     python benchmarks/train_throughput.py --dtype-policy mixed_bfloat16
+    python benchmarks/train_throughput.py --profile          # where the step's time goes (TF)
+    python benchmarks/train_throughput.py --stock-batchnorm  # keras.layers.BatchNormalization's path
 """
 
 import argparse
@@ -20,6 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mobilevit_utils import models  # noqa: E402
+from mobilevit_utils.layers import BatchNorm  # noqa: E402
 
 
 def matmul_flops(n=1024, repeats=20):
@@ -60,6 +63,37 @@ def train_images_per_second(variant, batch_size, steps, input_size=None, strides
     return batch_size * steps / elapsed, models.count_macs(model), model
 
 
+def profile_op_types(model, x, y, steps, top=15):
+    """Self-time per TensorFlow op type over `steps` training steps, largest first."""
+    import glob
+    import json
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        tf.profiler.experimental.stop()
+        trace = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
+        data, _ = plugin.xspace_to_tools_data([trace], "framework_op_stats", {})
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    totals = {}
+    for row in table["rows"]:
+        values = dict(zip(columns, (cell.get("v") for cell in row["c"])))
+        op_type = values["type"]
+        totals[op_type] = totals.get(op_type, 0.0) + values["total_self_time"]
+    busy = sum(t for op, t in totals.items() if op != "IDLE")
+    print(f"profile             {steps} steps, {busy / steps / 1e3:.0f} ms busy per step "
+          "(op self-time, profiler overhead included; IDLE = a core waiting)")
+    for op_type, total in sorted(totals.items(), key=lambda item: -item[1])[:top]:
+        share = f"{100 * total / busy:5.1f} % of busy" if op_type != "IDLE" else ""
+        print(f"  {op_type:44s} {total / steps / 1e3:7.1f} ms  {share}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="xxs_cifar")
@@ -69,9 +103,17 @@ def main():
     parser.add_argument("--strides", type=int, nargs=6, metavar="S",
                         help="replace the variant's strides (stem, stage1..stage5)")
     parser.add_argument("--dtype-policy", default=None, help="e.g. mixed_bfloat16")
+    parser.add_argument("--stock-batchnorm", action="store_true",
+                        help="train with keras.layers.BatchNormalization's unfused ops")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print time per op type (TensorFlow backend)")
     args = parser.parse_args()
     if args.dtype_policy:
         keras.config.set_dtype_policy(args.dtype_policy)
+    if args.stock_batchnorm:
+        BatchNorm.fused_on_tensorflow = False
+    if args.profile and keras.backend.backend() != "tensorflow":
+        raise SystemExit("--profile reads TensorFlow's profiler: run with KERAS_BACKEND=tensorflow.")
 
     peak = matmul_flops()
     images_per_s, macs, model = train_images_per_second(
@@ -82,11 +124,18 @@ def main():
     strides = tuple(args.strides or models.get_config(args.variant).strides)
     print(f"model               {model.name}, strides {strides}, "
           f"input {model.input_shape[1:]}, batch {args.batch_size}, dtype policy {keras.config.dtype_policy().name}")
+    norm = "keras.layers.BatchNormalization path" if args.stock_batchnorm else "fused on TensorFlow"
+    print(f"batch norm          {norm}")
     print(f"forward MACs/image  {macs / 1e6:.1f} M")
     print(f"training            {images_per_s:.1f} images/s")
     print(f"                    {3600 * images_per_s / 45000:.1f} epochs/hour of 45,000 images")
     print(f"matmul float32      {peak / 1e9:.1f} GFLOP/s (1024x1024)")
     print(f"training FLOP/s     {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f} % of matmul")
+    if args.profile:
+        rng = np.random.default_rng(0)
+        x = rng.uniform(size=(args.batch_size, *model.input_shape[1:])).astype("float32")
+        y = rng.integers(0, 10, size=(args.batch_size,))
+        profile_op_types(model, x, y, steps=5)
 
 
 if __name__ == "__main__":

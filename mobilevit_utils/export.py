@@ -28,6 +28,13 @@ INPUT_NAME = "image"
 DEFAULT_CALIBRATION_SAMPLES = 200  # representative images for int8; more rarely helps
 
 
+def calibration_sample(images, num=DEFAULT_CALIBRATION_SAMPLES, seed=0):
+    """`num` images drawn at random (reproducibly) for int8 calibration: a random draw covers
+    the classes, where the first `num` of a class-sorted folder would not."""
+    pick = np.random.default_rng(seed).permutation(len(images))[:num]
+    return images[pick]
+
+
 class FlexOpsError(RuntimeError):
     """The model needs TensorFlow (Flex / SELECT_TF_OPS) ops, which plain LiteRT lacks."""
 
@@ -342,8 +349,7 @@ def _export_command(args):
     if "int8" in precisions:
         source = data_lib.load_dataset(args.calibration_data, image_size=size,
                                        max_per_class=max(1, args.calibration_samples // 2))
-        rng = np.random.default_rng(0)
-        calibration = source.x_train[rng.permutation(len(source.x_train))[:args.calibration_samples]]
+        calibration = calibration_sample(source.x_train, args.calibration_samples)
     paths = export(model, args.out, precisions, metadata.get("class_names"), calibration,
                    args.calibration_samples, batch_one=not args.dynamic_batch)
     check_images = calibration[:64] if calibration is not None else np.random.default_rng(0).uniform(

@@ -121,3 +121,12 @@ def test_cli_export_prints_a_table_with_accuracy(trained_run, tmp_path):
     row = lines[header + 1].split()
     assert row[0] == "int8" and row[2] == "ok," and 0.0 <= float(row[-1]) <= 1.0
     assert (tmp_path / "out" / "mobilevit_xxs_cifar_int8.json").exists()
+
+
+def test_calibration_sample_draws_reproducibly_across_classes():
+    labels = np.repeat(np.arange(10), 50)  # a class-sorted folder
+    first = export.calibration_sample(labels, 40)
+    assert len(first) == 40
+    np.testing.assert_array_equal(first, export.calibration_sample(labels, 40))
+    assert len(np.unique(first)) >= 8  # the first 40 of the folder would be one class
+    assert len(export.calibration_sample(labels[:5], 40)) == 5

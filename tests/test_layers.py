@@ -125,3 +125,39 @@ def test_layer_config_round_trip(layer, shape, rng):
     clone(x)
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(to_np(clone(x)), to_np(layer(x)), atol=1e-6)
+
+
+def test_batch_norm_matches_stock_layer_in_training(rng):
+    """The fused training path gives the stock layer's outputs, gradients and moving statistics."""
+    x = keras.ops.convert_to_tensor(rng.normal(2.0, 3.0, size=(4, 5, 6, 8)).astype("float32"))
+    fused = L.BatchNorm(momentum=0.9, epsilon=1e-5)
+    stock = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    fused.build(x.shape)
+    stock.build(x.shape)
+    weights = [rng.normal(size=8).astype("float32"), rng.normal(size=8).astype("float32"),
+               np.zeros(8, "float32"), np.ones(8, "float32")]
+    fused.set_weights(weights)
+    stock.set_weights(weights)
+    upstream = rng.normal(size=x.shape).astype("float32")
+
+    def forward_and_grads(layer):
+        if keras.backend.backend() != "tensorflow":
+            return to_np(layer(x, training=True)), None
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        return to_np(y), [to_np(g) for g in grads]
+
+    y_fused, g_fused = forward_and_grads(fused)
+    y_stock, g_stock = forward_and_grads(stock)
+    np.testing.assert_allclose(y_fused, y_stock, atol=1e-4)
+    if g_fused is not None:
+        for a, b in zip(g_fused, g_stock):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    for a, b in zip(fused.get_weights(), stock.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_np(fused(x)), to_np(stock(x)), atol=1e-4)  # inference path

@@ -24,8 +24,6 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import numpy as np  # noqa: E402
-
 from mobilevit_utils import data as data_lib  # noqa: E402
 from mobilevit_utils import environment, evaluation, export, models, plots, training  # noqa: E402
 
@@ -78,8 +76,7 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
             seed=metadata.get("seed", 42), image_size=tuple(metadata["input_shape"][:2]),
             max_per_class=metadata.get("max_per_class"),
             class_names=tuple(class_names) if data_dir else None)
-        pick = np.random.default_rng(0).permutation(len(dataset.x_train))
-        calibration = dataset.x_train[pick[:export.DEFAULT_CALIBRATION_SAMPLES]]
+        calibration = export.calibration_sample(dataset.x_train)
     tflite_dir = environment.artifacts_dir("tflite", out_dir.name)
     paths = export.export(model, tflite_dir, precisions, class_names, calibration)
     tflite = {}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes its output, each command first, to benchmarks/results/.
+# The README cites these files. Run it on an otherwise idle machine: a concurrent job (tests, a
+# training run) on the same cores changes every figure.
+#
+#   MOBILEVIT_DATA_DIR=../shared/data bash benchmarks/run_all.sh     (or: make benchmarks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+RESULTS=benchmarks/results
+export TF_CPP_MIN_LOG_LEVEL=2
+mkdir -p "$RESULTS"
+
+run() {  # run <results name> <script> [arguments...]
+  local out="$RESULTS/$1.txt"; shift
+  { echo "\$ python benchmarks/$*"; "$PY" "benchmarks/$@"; echo; } >>"$out"
+}
+
+rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency}.txt
+run train_throughput train_throughput.py --profile
+run train_throughput train_throughput.py --stock-batchnorm --profile
+run train_throughput train_throughput.py --batch-size 256
+run train_throughput train_throughput.py --strides 1 1 1 2 2 2
+run input_pipeline input_pipeline.py --augmentation light
+run input_pipeline input_pipeline.py --augmentation strong
+run tflite_latency tflite_latency.py --run-dir checkpoints/mobilevit_xxs_cifar10
+echo "Results written to $RESULTS/"

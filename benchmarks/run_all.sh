@@ -13,7 +13,8 @@ mkdir -p "$RESULTS"
 
 run() {  # run <results name> <script> [arguments...]
   local out="$RESULTS/$1.txt"; shift
-  { echo "\$ python benchmarks/$*"; "$PY" "benchmarks/$@"; echo; } >>"$out"
+  { echo "\$ ${KERAS_BACKEND:+KERAS_BACKEND=$KERAS_BACKEND }python benchmarks/$*"
+    "$PY" "benchmarks/$@"; echo; } >>"$out"
 }
 
 rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency}.txt
@@ -21,6 +22,8 @@ run train_throughput train_throughput.py --profile
 run train_throughput train_throughput.py --stock-batchnorm --profile
 run train_throughput train_throughput.py --batch-size 256
 run train_throughput train_throughput.py --strides 1 1 1 2 2 2
+KERAS_BACKEND=torch run train_throughput train_throughput.py
+KERAS_BACKEND=jax run train_throughput train_throughput.py
 run input_pipeline input_pipeline.py --augmentation light
 run input_pipeline input_pipeline.py --augmentation strong
 run tflite_latency tflite_latency.py --run-dir checkpoints/mobilevit_xxs_cifar10

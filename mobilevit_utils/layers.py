@@ -99,10 +99,11 @@ class BatchNorm(layers.BatchNormalization):
     """`keras.layers.BatchNormalization` whose training step uses TensorFlow's fused kernel.
 
     Keras 3 normalises with `moments` and elementwise ops on every backend. On TensorFlow's CPU
-    those ops and their gradients (Mul, Sum, SquaredDifference, Sub, Mean, Tile) took about 30 %
+    those ops and their gradients (Mul, Sum, SquaredDifference, Sub, Mean, Tile) took up to 30 %
     of the MobileViT training step; `FusedBatchNormV3` computes the same function, and its
-    gradient, in one kernel each (benchmarks/results/train_throughput.txt: 1.3x faster steps). The result and the moving statistics are those of the stock
-    layer (tested); other backends, inference and unusual settings use the stock path.
+    gradient, in one kernel each: 1.3x faster steps (benchmarks/results/train_throughput.txt).
+    The result and the moving statistics are those of the stock layer (tested); other backends,
+    inference and unusual settings use the stock path.
     """
 
     # Class-wide switch, so benchmarks/train_throughput.py --stock-batchnorm can compare.

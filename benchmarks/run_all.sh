@@ -22,6 +22,8 @@ run train_throughput train_throughput.py --profile
 run train_throughput train_throughput.py --stock-batchnorm --profile
 run train_throughput train_throughput.py --batch-size 256
 run train_throughput train_throughput.py --strides 1 1 1 2 2 2
+run train_throughput train_throughput.py --dtype-policy mixed_bfloat16
+run train_throughput train_throughput.py --jit-compile
 KERAS_BACKEND=torch run train_throughput train_throughput.py
 KERAS_BACKEND=jax run train_throughput train_throughput.py
 run input_pipeline input_pipeline.py --augmentation light

@@ -17,6 +17,31 @@ class CLIError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+# The recipe fields `train` can override, with their flags.
+TRAIN_OVERRIDES = {"model": "--model", "epochs": "--epochs", "batch_size": "--batch-size",
+                   "learning_rate": "--lr", "augmentation": "--augmentation",
+                   "max_per_class": "--max-per-class", "seed": "--seed"}
+
+
+def train_command(config, data_dir=None, out=None):
+    """The `train` command line that reproduces a run's resolved recipe (its config.json, a dict),
+    and the recipe fields no flag can set (differences from the preset; empty when none)."""
+    from mobilevit_utils import training
+
+    preset = training.get_preset(config["name"]).to_dict()
+    words = ["python -m mobilevit_utils train", f"--preset {config['name']}"]
+    for field, flag in TRAIN_OVERRIDES.items():
+        if field == "seed" or config[field] != preset[field]:
+            words.append(f"{flag} {config[field]}")
+    if data_dir:
+        words.append(f"--data-dir {data_dir}")
+    if out:
+        words.append(f"--out {out}")
+    unexpressed = {k: v for k, v in config.items()
+                   if k != "name" and k not in TRAIN_OVERRIDES and v != preset.get(k)}
+    return " ".join(words), unexpressed
+
+
 def _add_train(sub):
     from mobilevit_utils import models, training
 
@@ -46,16 +71,17 @@ def _add_train(sub):
     p.set_defaults(handler=_train)
 
 
+def train_overrides(args):
+    """The recipe fields a parsed `train` command sets (flags left out keep the preset's)."""
+    overrides = {field: getattr(args, flag[2:].replace("-", "_"))
+                 for field, flag in TRAIN_OVERRIDES.items()}
+    return {field: value for field, value in overrides.items() if value is not None}
+
+
 def _train(args):
     from mobilevit_utils import augmentation, training
 
-    overrides = {
-        key: value for key, value in {
-            "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-            "learning_rate": args.lr, "augmentation": args.augmentation,
-            "max_per_class": args.max_per_class, "seed": args.seed,
-        }.items() if value is not None
-    }
+    overrides = train_overrides(args)
     if "augmentation" in overrides and overrides["augmentation"] not in augmentation.PRESETS:
         raise CLIError(f"--augmentation must be one of {list(augmentation.PRESETS)}, "
                        f"got {overrides['augmentation']!r}")

@@ -50,11 +50,20 @@ def load_classifier(path):
     return model, metadata
 
 
-def predict_logits(model, images, batch_size=256):
+def predict_logits(model, images, batch_size=256, flip=False):
     """Logits for uint8/float images, computed batch by batch (only the (N, classes) result is
-    kept in memory). `model` is a Keras model or a `TFLiteModel`."""
+    kept in memory). `model` is a Keras model or a `TFLiteModel`.
+
+    `flip=True` is test-time augmentation: the logits of each image and of its mirror image are
+    averaged. Training flips images at random, so both views are in distribution; it costs two
+    forward passes per image.
+    """
     from mobilevit_utils.export import keras_logits
 
+    if flip:
+        images = np.asarray(images)
+        return (predict_logits(model, images, batch_size)
+                + predict_logits(model, images[:, :, ::-1], batch_size)) / 2
     if not hasattr(model, "interpreter"):
         return keras_logits(model, images, batch_size)
     outputs = [model.predict(np.asarray(images[start:start + batch_size]))
@@ -68,8 +77,8 @@ def softmax(logits):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def predict_proba(model, images, batch_size=256):
-    return softmax(predict_logits(model, images, batch_size))
+def predict_proba(model, images, batch_size=256, flip=False):
+    return softmax(predict_logits(model, images, batch_size, flip=flip))
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,9 +163,9 @@ def evaluate_predictions(y_true, probabilities, class_names):
     )
 
 
-def evaluate(model, images, labels, class_names, batch_size=256):
-    """Predict in batches and compute every metric."""
-    return evaluate_predictions(labels, predict_proba(model, images, batch_size), class_names)
+def evaluate(model, images, labels, class_names, batch_size=256, flip=False):
+    """Predict in batches and compute every metric (`flip`: see `predict_logits`)."""
+    return evaluate_predictions(labels, predict_proba(model, images, batch_size, flip), class_names)
 
 
 def confused_pairs(report, top=10):
@@ -211,6 +220,21 @@ def write_report(report, out_dir, images=None, title=""):
 # Data for a saved model
 
 
+def training_dataset(metadata, data_dir=None):
+    """The dataset split exactly as the model's training run split it (same seed, validation
+    share and subset, images resized to the model's input), checked against its class names."""
+    class_names = metadata["class_names"]
+    size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
+    dataset = data_lib.load_dataset(
+        data_dir, validation_split=metadata.get("validation_split", 0.1),
+        seed=metadata.get("seed", 42), image_size=size, max_per_class=metadata.get("max_per_class"),
+        class_names=tuple(class_names) if data_dir else None)
+    if list(dataset.class_names) != list(class_names):
+        raise data_lib.DataError(
+            f"Dataset classes {list(dataset.class_names)} differ from the model's {list(class_names)}.")
+    return dataset
+
+
 def evaluation_data(metadata, data_dir=None, split="test"):
     """Images and labels to evaluate a saved model on, resized to its input and labelled with
     its class names. With `data_dir`, reads `data_dir/<split>/<class>/*` (a `val` split missing
@@ -219,23 +243,15 @@ def evaluation_data(metadata, data_dir=None, split="test"):
     if not class_names:
         raise ValueError("The model has no class names in its metadata (metadata.json beside the "
                          ".keras file, or <model>.json beside a .tflite file).")
-    size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
-    seed = metadata.get("seed", 42)
     if data_dir:
+        size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
         root = data_lib.resolve_local_root(data_dir)
         if (root / split).is_dir():
             x, y, _, _ = data_lib.load_split_folder(root / split, tuple(class_names), size)
             return x, y, tuple(class_names), f"{root / split}"
         if split == "test":
             raise data_lib.DataError(f"{root} has no test/ folder; use --split val.")
-    # The same split as training: same seed, validation share and subset.
-    dataset = data_lib.load_dataset(
-        data_dir, validation_split=metadata.get("validation_split", 0.1), seed=seed,
-        image_size=size, max_per_class=metadata.get("max_per_class"),
-        class_names=tuple(class_names) if data_dir else None)
-    if list(dataset.class_names) != list(class_names):
-        raise data_lib.DataError(
-            f"Dataset classes {list(dataset.class_names)} differ from the model's {list(class_names)}.")
+    dataset = training_dataset(metadata, data_dir)
     used = "test" if (split == "test" and dataset.x_test is not None) else "val"
     x, y = dataset.split(used)
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
@@ -264,15 +280,18 @@ def _add_evaluate(sub):
     p.add_argument("--split", default="test", choices=["test", "val"],
                    help="split to evaluate (test falls back to val where there is none)")
     p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="average the predictions for each image and its mirror image")
     p.set_defaults(handler=_evaluate_command)
 
 
 def _evaluate_command(args):
     model, metadata = load_classifier(args.model)
     x, y, class_names, source = evaluation_data(metadata, args.data_dir, args.split)
-    report = evaluate(model, x, y, class_names)
-    write_report(report, args.out, images=x, title=Path(args.model).name)
-    print(f"evaluated {Path(args.model).name} on {len(y)} images from {source}")
+    report = evaluate(model, x, y, class_names, flip=args.flip_tta)
+    title = Path(args.model).name + (" (flip TTA)" if args.flip_tta else "")
+    write_report(report, args.out, images=x, title=title)
+    print(f"evaluated {title} on {len(y)} images from {source}")
     print(f"accuracy={report.accuracy:.4f}")
     print(f"top5_accuracy={report.top5_accuracy:.4f}")
     print(f"macro_f1={report.macro_f1:.4f}")

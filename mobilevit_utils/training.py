@@ -63,9 +63,10 @@ PRESETS = {
     "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
                          warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
     # Sized to 2 hours on 2 CPU cores from measured speed: the reference run took 102 minutes
-    # and reached 85.6 % (README, "Results"); 24 epochs at the previous, slower training step
-    # took 84 minutes for 83.4 % (commit 43ff31e). A run with peak learning rate 2e-3 and no
-    # gradient clipping diverged halfway (epoch 15).
+    # and reached 85.6 % (README, "Results"). 12 and 24 epochs reached 79.6 % and 83.4 %: each
+    # doubling gains fewer points (benchmarks/results/epoch_scaling.txt), so 90 % is out of a
+    # 2-hour CPU budget's reach. A run with peak learning rate 2e-3 and no gradient clipping
+    # diverged halfway (epoch 15).
     "cpu": TrainConfig(name="cpu", epochs=48, batch_size=128, learning_rate=1.5e-3,
                        warmup_epochs=2.0, augmentation="light", label_smoothing=0.1),
     # The full recipe for a GPU (Colab or better): longer, larger batches, stronger

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import random_images, tiny_dataset, write_image_tree
-from mobilevit_utils import evaluation, export
+from mobilevit_utils import evaluation, export, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +76,20 @@ def test_keras_and_tflite_evaluations_agree(trained_run, tmp_path):
     assert tflite_report.accuracy == keras_report.accuracy
 
 
+def test_flip_tta_averages_an_image_and_its_mirror():
+    # Freshly initialised: its outputs depend on the image far more than a barely trained model's.
+    model = models.build_mobilevit("xxs_cifar", num_classes=3, input_shape=(32, 32, 3))
+    images = random_images(6, seed=3).astype("float32")
+    mirrored = images[:, :, ::-1]
+    tta = evaluation.predict_logits(model, images, batch_size=4, flip=True)
+    plain = evaluation.predict_logits(model, images, batch_size=4)
+    np.testing.assert_allclose(tta, (plain + evaluation.predict_logits(model, mirrored, 4)) / 2,
+                               atol=1e-5)
+    # An image and its mirror get the same prediction, which a single pass does not guarantee.
+    np.testing.assert_allclose(evaluation.predict_logits(model, mirrored, 4, flip=True), tta, atol=1e-5)
+    assert not np.allclose(plain, tta, atol=1e-5)
+
+
 def _write_split(root, names, per_class=3):
     labels = np.repeat(np.arange(len(names)), per_class)
     write_image_tree(root, random_images(len(labels), seed=1), labels, names)
@@ -95,6 +109,9 @@ def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
     assert any(line.startswith("accuracy=") for line in lines)
     assert any(line.startswith("macro_f1=") for line in lines)
     assert (tmp_path / "report" / "confusion_matrix.png").exists()
+    tta = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",
+               str(tmp_path / "data"), "--flip-tta", "--out", str(tmp_path / "report_tta"))
+    assert tta.returncode == 0 and "(flip TTA)" in tta.stdout, tta.stderr[-2000:]
 
     _write_split(tmp_path / "other" / "test", ["class0", "zebra"])
     wrong = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 
 from helpers import learnable_images, tiny_dataset, write_image_tree
@@ -129,6 +128,23 @@ def test_cli_errors_are_one_line(tmp_path):
     for flag in ("--preset", "--model", "--data-dir", "--out", "--epochs", "--batch-size", "--lr",
                  "--seed", "--resume"):
         assert flag in help_text
+
+
+def test_train_command_reproduces_a_recipe():
+    from mobilevit_utils import cli
+
+    recipe = dataclasses.replace(training.get_preset("cpu"), model="xxs", epochs=7,
+                                 learning_rate=1e-3, seed=3)
+    command, unexpressed = cli.train_command(recipe.to_dict(), "data", "runs/x")
+    assert command.startswith("python -m mobilevit_utils train --preset cpu ")
+    assert unexpressed == {}
+    args = cli.build_parser().parse_args(command.split()[3:])
+    assert (args.data_dir, args.out) == ("data", "runs/x")
+    rebuilt = dataclasses.replace(training.get_preset(args.preset), **cli.train_overrides(args))
+    assert rebuilt == recipe
+    # A field no flag sets is reported, not silently dropped.
+    _, unexpressed = cli.train_command(dataclasses.replace(recipe, warmup_epochs=0.5).to_dict())
+    assert unexpressed == {"warmup_epochs": 0.5}
 
 
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path):

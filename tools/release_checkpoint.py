@@ -24,8 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from mobilevit_utils import data as data_lib  # noqa: E402
 from mobilevit_utils import environment, evaluation, export, models, plots, training  # noqa: E402
+from mobilevit_utils.cli import train_command  # noqa: E402
 
 RUN_FILES = ("metadata.json", "config.json", "environment.json", "history.csv")
 MARKERS = ("<!-- reference-results:start -->", "<!-- reference-results:end -->")
@@ -67,16 +67,13 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
     report = evaluation.evaluate(model, x, y, class_names)
     evaluation.write_report(report, out_dir / "report", images=x, title=model.name)
     print(f"keras: accuracy={report.accuracy:.4f} macro_f1={report.macro_f1:.4f} on {len(y)} images ({split})")
+    flipped = evaluation.evaluate(model, x, y, class_names, flip=True)
+    print(f"keras, flip TTA: accuracy={flipped.accuracy:.4f}")
 
     # Calibrate int8 on training images only: the evaluation images stay unseen.
     calibration = None
     if "int8" in precisions:
-        dataset = data_lib.load_dataset(
-            data_dir, validation_split=metadata.get("validation_split", 0.1),
-            seed=metadata.get("seed", 42), image_size=tuple(metadata["input_shape"][:2]),
-            max_per_class=metadata.get("max_per_class"),
-            class_names=tuple(class_names) if data_dir else None)
-        calibration = export.calibration_sample(dataset.x_train)
+        calibration = export.calibration_sample(evaluation.training_dataset(metadata, data_dir).x_train)
     tflite_dir = environment.artifacts_dir("tflite", out_dir.name)
     paths = export.export(model, tflite_dir, precisions, class_names, calibration)
     tflite = {}
@@ -97,6 +94,7 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
         "macs_per_image": models.count_macs(model),
         "input_shape": metadata.get("input_shape"),
         "evaluation": {"split": split, "source": str(source), **report.metrics()},
+        "evaluation_flip_tta": {"accuracy": flipped.accuracy, "macro_f1": flipped.macro_f1},
         "training": {
             "epochs": metadata.get("epochs_completed"),
             "best_epoch": metadata.get("best_epoch"),
@@ -131,6 +129,9 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         ("parameters (trainable)", f"{results['trainable_parameters']:,}"),
         ("multiply-accumulates per image", f"{results['macs_per_image'] / 1e6:.1f} M"),
         ("accuracy / top-5", f"**{ev['accuracy']:.2%}** / {ev['top5_accuracy']:.2%} on {ev['num_images']:,} images: {split}"),
+        ("accuracy with flip test-time augmentation",
+         f"{results['evaluation_flip_tta']['accuracy']:.2%} (prediction averaged over each image and "
+         "its mirror image: two forward passes, `evaluate --flip-tta`)"),
         ("macro F1 / calibration error", f"{ev['macro_f1']:.4f} / ECE {ev['expected_calibration_error']:.3f}"),
         ("training", f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} "
                      f"images, seed {results['seed']}: {minutes:.0f} min wall time (`fit`, validation "
@@ -139,13 +140,15 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         ("TFLite accuracy (same images)", accuracies),
     ]
     data_arg = f" --data-dir {data_dir}" if data_dir else ""
+    config = json.loads((run_dir / "config.json").read_text())
+    command, unexpressed = train_command(config, data_dir, run_dir.as_posix())
     lines = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
              f"Files: [`{out_dir.as_posix()}/`]({out_dir.as_posix()}/) (checkpoint, metadata, history, "
-             "curves, evaluation report). Reproduce:", "", "```bash",
-             f"python -m mobilevit_utils train --preset {results['preset']} --seed {results['seed']}"
-             f"{data_arg} --out {run_dir.as_posix()}",
-             f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}",
-             "```", ""]
+             "curves, evaluation report). Reproduce:", "", "```bash", command,
+             f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}", "```", ""]
+    if unexpressed:
+        settings = ", ".join(f"`{k}={v}`" for k, v in unexpressed.items())
+        lines[-1:-1] = [f"The run also changed {settings} in Python (see `config.json`); no flag sets them."]
     return "\n".join(lines)
 
 

@@ -52,7 +52,7 @@ def main(argv=None):
     if any(r["recipe"] != runs[0]["recipe"] for r in runs) or len({r["epochs"] for r in runs}) < 2:
         sys.exit("error: the runs must share one recipe and differ in their number of epochs.")
     if args.keep:
-        for run_dir, run in zip(args.runs, runs):
+        for run_dir in args.runs:
             kept = Path(args.keep) / Path(run_dir).name
             kept.mkdir(parents=True, exist_ok=True)
             for name in RUN_FILES:

@@ -27,20 +27,30 @@ from mobilevit_utils import models  # noqa: E402
 from mobilevit_utils.layers import BatchNorm  # noqa: E402
 
 
+def best_seconds(run, windows=3):
+    """The shortest of `windows` timings of `run()`: neighbours on a shared machine only ever
+    slow a window down."""
+    best = float("inf")
+    for _ in range(windows):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_flops(n=1024, repeats=20):
     """Sustained float32 matmul FLOP/s of the backend (best of three timed runs)."""
     a = keras.random.normal((n, n), seed=1)
     b = keras.random.normal((n, n), seed=2)
     keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # warm-up / compile
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
+
+    def run():
         c = a
         for _ in range(repeats):
             c = keras.ops.matmul(a, b)
         keras.ops.convert_to_numpy(c)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 * repeats / best
+
+    return 2 * n**3 * repeats / best_seconds(run)
 
 
 def random_batch(batch_size, shape, num_classes=10):
@@ -65,15 +75,12 @@ def train_images_per_second(variant, batch_size, steps, input_size=None, strides
     x, y = random_batch(batch_size, shape)
     for _ in range(2):  # compile and warm up
         model.train_on_batch(x, y)
-    # Best of three timed windows, like the matmul figure: neighbours on a shared machine only
-    # ever slow a window down.
-    elapsed = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
+
+    def run():
         for _ in range(steps):
             model.train_on_batch(x, y)
-        elapsed = min(elapsed, time.perf_counter() - start)
-    return batch_size * steps / elapsed, models.count_macs(model), model
+
+    return batch_size * steps / best_seconds(run), models.count_macs(model), model
 
 
 def profile_op_types(model, x, y, steps, top=15):

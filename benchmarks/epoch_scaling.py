@@ -8,8 +8,9 @@ shrink at the rate they did, the recipe levels off at a ceiling, which is printe
 
     python -m mobilevit_utils train --preset cpu --epochs 12 --data-dir ../shared/data --out artifacts/runs/reference-cpu-12ep
     python benchmarks/epoch_scaling.py artifacts/runs/reference-cpu-12ep artifacts/runs/reference-cpu-24ep \
-        artifacts/runs/reference-cpu --keep benchmarks/results/epoch_scaling
-    python benchmarks/epoch_scaling.py benchmarks/results/epoch_scaling/*   # from the kept files
+        --keep benchmarks/results/epoch_scaling
+    # from the kept files and the released 48-epoch run (its folder holds the same three files):
+    python benchmarks/epoch_scaling.py benchmarks/results/epoch_scaling/* checkpoints/mobilevit_xxs_cifar10
 """
 
 import argparse

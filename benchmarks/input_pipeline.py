@@ -18,7 +18,7 @@ from train_throughput import train_images_per_second  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--augmentation", default="strong", choices=list(augmentation.PRESETS))
+    parser.add_argument("--augmentation", default="strong", choices=list(augmentation.POLICIES))
     parser.add_argument("--variant", default="xxs_cifar")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=60)

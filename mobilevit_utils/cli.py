@@ -20,7 +20,16 @@ class CLIError(Exception):
 # The recipe fields `train` can override, with their flags.
 TRAIN_OVERRIDES = {"model": "--model", "epochs": "--epochs", "batch_size": "--batch-size",
                    "learning_rate": "--lr", "augmentation": "--augmentation",
+                   "label_smoothing": "--label-smoothing", "ema": "--ema",
+                   "mixed_precision": "--mixed-precision", "jit_compile": "--jit-compile",
                    "max_per_class": "--max-per-class", "seed": "--seed"}
+
+
+def _flag_words(flag, value):
+    """`--flag value`, or `--flag` / `--no-flag` for on/off fields."""
+    if isinstance(value, bool) and flag != "--jit-compile":
+        return flag if value else f"--no-{flag[2:]}"
+    return f"{flag} {str(value).lower() if isinstance(value, bool) else value}"
 
 
 def train_command(config, data_dir=None, out=None):
@@ -28,11 +37,11 @@ def train_command(config, data_dir=None, out=None):
     and the recipe fields no flag can set (differences from the preset; empty when none)."""
     from mobilevit_utils import training
 
-    preset = training.get_preset(config["name"]).to_dict()
+    preset = training.get_recipe(config["name"]).to_dict()
     words = ["python -m mobilevit_utils train", f"--preset {config['name']}"]
     for field, flag in TRAIN_OVERRIDES.items():
         if field == "seed" or config[field] != preset[field]:
-            words.append(f"{flag} {config[field]}")
+            words.append(_flag_words(flag, config[field]))
     if data_dir:
         words.append(f"--data-dir {data_dir}")
     if out:
@@ -43,14 +52,14 @@ def train_command(config, data_dir=None, out=None):
 
 
 def _add_train(sub):
-    from mobilevit_utils import models, training
+    from mobilevit_utils import augmentation, models, training
 
     p = sub.add_parser(
         "train", help="train a model and keep the best checkpoint",
         description="Train MobileViT with a recipe preset; prints one line per epoch and the "
                     "path of the best checkpoint (OUT/model.keras).",
     )
-    p.add_argument("--preset", default="cpu", choices=sorted(training.PRESETS),
+    p.add_argument("--preset", "--recipe", default="cpu", choices=sorted(training.RECIPES),
                    help="recipe: quick (seconds, CI), cpu (<= 2 h on 2 cores), gpu (full recipe); "
                         "default %(default)s")
     p.add_argument("--model", default=None, choices=sorted(models.MODEL_CONFIGS),
@@ -62,13 +71,28 @@ def _add_train(sub):
     p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the preset's peak learning rate")
-    p.add_argument("--augmentation", help="override the preset's augmentation: none, light, medium, strong")
+    p.add_argument("--augmentation", help="override the preset's augmentation policy: "
+                                          f"{', '.join(augmentation.POLICIES)}")
+    p.add_argument("--label-smoothing", type=float, help="override the preset's label smoothing")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="validate and keep an exponential moving average of the weights")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="float16 compute with float32 weights and logits (GPUs; slow on CPUs)")
+    p.add_argument("--jit-compile", type=_jit_value, metavar="{auto,true,false}",
+                   help="XLA (TensorFlow) / torch.compile (PyTorch); auto: XLA on GPUs only")
     p.add_argument("--max-per-class", type=int, help="train on at most this many images per class")
     p.add_argument("--seed", type=int, help="random seed (default: the preset's, 42)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last finished epoch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.set_defaults(handler=_train)
+
+
+def _jit_value(text):
+    values = {"auto": "auto", "true": True, "false": False}
+    if text.lower() not in values:
+        raise argparse.ArgumentTypeError(f"expected auto, true or false, got {text!r}")
+    return values[text.lower()]
 
 
 def train_overrides(args):
@@ -82,8 +106,8 @@ def _train(args):
     from mobilevit_utils import augmentation, training
 
     overrides = train_overrides(args)
-    if "augmentation" in overrides and overrides["augmentation"] not in augmentation.PRESETS:
-        raise CLIError(f"--augmentation must be one of {list(augmentation.PRESETS)}, "
+    if "augmentation" in overrides and overrides["augmentation"] not in augmentation.POLICIES:
+        raise CLIError(f"--augmentation must be one of {list(augmentation.POLICIES)}, "
                        f"got {overrides['augmentation']!r}")
     for key in ("epochs", "batch_size", "max_per_class"):
         if key in overrides and overrides[key] < 1:

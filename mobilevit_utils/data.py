@@ -383,13 +383,16 @@ def imbalanced_subset(x, y, keep_fractions, seed=0):
 
 
 def make_pipeline(x, y, batch_size, num_classes=None, training=False, augmenter=None,
-                  mixer=None, soft_labels=None, seed=42):
+                  mixer=None, soft_labels=None, seed=42, parallel=False):
     """A `tf.data.Dataset` of (float32 images in 0-255, labels) batches.
 
     Training pipelines shuffle (seeded, reshuffled every epoch), drop the last partial batch,
     augment on the fly and mix (MixUp/CutMix) whole batches; evaluation pipelines only batch.
     Labels are integers, or one-hot when `soft_labels` (implied by a mixer). Works for every
     Keras backend: Keras preprocessing layers run inside tf.data as TensorFlow ops.
+
+    `parallel=True` augments several batches at once (for GPUs, which a sequential map starves);
+    the random draws then depend on thread timing, so seeded runs are no longer identical.
     """
     import tensorflow as tf
 
@@ -414,13 +417,14 @@ def make_pipeline(x, y, batch_size, num_classes=None, training=False, augmenter=
     # would advance it in a varying order, making seeded runs irreproducible. Whole-batch maps
     # are fast enough (see benchmarks/input_pipeline.py) and prefetching overlaps them with
     # training.
-    ds = ds.map(to_float)
+    parallel_map = {"num_parallel_calls": autotune, "deterministic": False} if parallel else {}
+    ds = ds.map(to_float, **parallel_map)
     if training and mixer is not None:
         def mix(images, labels):
             mixed = mixer({"images": images, "labels": labels}, training=True)
             return mixed["images"], mixed["labels"]
 
-        ds = ds.map(mix)
+        ds = ds.map(mix, **parallel_map)
     return ds.prefetch(autotune)
 
 
@@ -432,8 +436,10 @@ def _array_batches_class():
         a `keras.utils.PyDataset` over in-memory arrays; augmentation runs in the backend."""
 
         def __init__(self, x, y, batch_size, num_classes=None, training=False, augmenter=None,
-                     mixer=None, soft_labels=None, seed=42, **kwargs):
-            super().__init__(**kwargs)
+                     mixer=None, soft_labels=None, seed=42, parallel=False, **kwargs):
+            # PyDataset's workers prepare batches in parallel threads (its own prefetching).
+            super().__init__(**({"workers": 4, "use_multiprocessing": False} if parallel else {}),
+                             **kwargs)
             self.x, self.y = x, np.asarray(y, dtype="int32")
             self.batch_size, self.num_classes, self.training = batch_size, num_classes, training
             self.augmenter, self.mixer = augmenter, mixer

@@ -78,6 +78,25 @@ def artifacts_dir(*parts, create=True):
     return path
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backend_problem():
+    """Why the backend `KERAS_BACKEND` names cannot run (one line), or None when it can.
+
+    Checked before Keras is imported, whose own error is a traceback from deep inside it."""
+    import importlib.util
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow").strip()
+    if backend not in BACKENDS:
+        return (f"KERAS_BACKEND={backend!r} is not a backend mobilevit-keras supports; "
+                f"set it to one of {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(backend) is None:
+        extra = "" if backend == "tensorflow" else " (pip install -e .[backends])"
+        return f"KERAS_BACKEND={backend} but {backend} is not installed{extra}"
+    return None
+
+
 def _version(package):
     try:
         return metadata.version(package)

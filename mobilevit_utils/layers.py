@@ -122,7 +122,9 @@ class BatchNorm(layers.BatchNormalization):
             and self.center
             and not self.renorm
             and not self.synchronized
-            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+            # float16 inputs too (mixed precision): the kernel accumulates its statistics in
+            # float32 and takes float32 gamma/beta, the safety the stock layer's upcast gives.
+            and keras.backend.standardize_dtype(inputs.dtype) in ("float32", "float16")
         )
 
     def call(self, inputs, training=None, mask=None):
@@ -370,7 +372,11 @@ class MHSA(layers.Layer):
         if _is_static(num_tokens) and num_tokens == 1:  # a lone token attends only to itself
             return self.out_proj(ops.reshape(value, (-1, 1, self.num_heads * self.projection_dim)))
         scores = ops.einsum("bqhd,bkhd->bhqk", query * self.scale, key)
-        weights = self.attn_dropout(ops.softmax(scores, axis=-1), training=training)
+        if self.compute_dtype != "float32":  # mixed precision: softmax sums in float32
+            weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), scores.dtype)
+        else:
+            weights = ops.softmax(scores, axis=-1)
+        weights = self.attn_dropout(weights, training=training)
         out = ops.einsum("bhqk,bkhd->bqhd", weights, value)
         out = ops.reshape(out, (-1, num_tokens, self.num_heads * self.projection_dim))
         return self.out_proj(out)

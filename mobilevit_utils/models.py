@@ -36,9 +36,15 @@ class MobileViTConfig:
     stage2_depth: int = 3
     strides: tuple = (2, 1, 2, 2, 2, 2)  # stem, stage1..stage5
     num_heads: int = 4
-    patch_size: int = 2
+    patch_size: int | tuple = 2  # one side for all MobileViT blocks, or one per block
     mlp_ratio: float = 2.0
     default_input_shape: tuple = (256, 256, 3)
+
+    def patch_size_of(self, block):
+        """Patch side of MobileViT block `block` (0, 1, 2 for stages 3, 4, 5)."""
+        if isinstance(self.patch_size, int):
+            return self.patch_size
+        return self.patch_size[block]
 
     @property
     def output_stride(self):
@@ -81,6 +87,10 @@ MODEL_CONFIGS = {
         default_input_shape=(32, 32, 3),
     ),
 }
+# The 4x4 maps of stages 4 and 5 hold only four 2x2 patches, so each pixel's attention sees 4
+# tokens; 1x1 patches there give 16 tokens (one sequence instead of four) for about 1 % more MACs.
+MODEL_CONFIGS["xxs_cifar_p1"] = dataclasses.replace(
+    MODEL_CONFIGS["xxs_cifar"], name="mobilevit_xxs_cifar_p1", patch_size=(2, 1, 1))
 
 
 def get_config(variant):
@@ -161,7 +171,7 @@ def build_mobilevit(
             dim,
             num_transformer_layers=depth,
             num_heads=config.num_heads,
-            patch_size=config.patch_size,
+            patch_size=config.patch_size_of(stage),
             mlp_ratio=config.mlp_ratio,
             qkv_bias=qkv_bias,
             attention_drop=attention_drop,
@@ -173,7 +183,9 @@ def build_mobilevit(
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
-        x = layers.Dense(num_classes, activation=classifier_activation, name="classifier")(x)
+        # float32 logits under mixed precision too: the loss and softmax need the range.
+        x = layers.Dense(num_classes, activation=classifier_activation, dtype="float32",
+                         name="classifier")(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling is not None:
@@ -199,6 +211,31 @@ def mobilevit_s(num_classes=1000, input_shape=(256, 256, 3), **kwargs):
 def mobilevit_xxs_cifar(num_classes=10, input_shape=(32, 32, 3), **kwargs):
     """MobileViT-XXS adapted to native 32x32 input (output stride 8, see `MODEL_CONFIGS`)."""
     return build_mobilevit("xxs_cifar", num_classes, input_shape, **kwargs)
+
+
+def _float32_config(config):
+    """A serialized model config with every mixed-precision dtype policy set to float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and "config" in config:
+            name = config["config"].get("name", "")
+            if name.startswith("mixed_"):
+                return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_config(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(value) for value in config]
+    return config
+
+
+def as_float32(model):
+    """`model` computing in float32: itself when it already does, else a float32 copy with the
+    same weights. Mixed-precision training keeps float32 weights, so nothing is rounded; the copy
+    reloads, evaluates and exports to TFLite with no float16 left in it."""
+    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
+        return model
+    config = _float32_config(keras.saving.serialize_keras_object(model))
+    clone = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def trainable_params(model):

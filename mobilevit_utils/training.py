@@ -31,7 +31,7 @@ from mobilevit_utils import environment, models
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training recipe: plain data. Copy and edit with `dataclasses.replace(PRESETS[...], ...)`."""
+    """A training recipe: plain data. Copy and edit with `dataclasses.replace(RECIPES[...], ...)`."""
 
     name: str = "custom"
     model: str = "xxs_cifar"
@@ -44,6 +44,8 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw", "adam" or "sgd" (momentum 0.9, nesterov)
     weight_decay: float = 0.05  # AdamW/SGD; never applied to norms and biases
     gradient_clip_norm: float | None = 1.0  # clip the global gradient norm: rare spikes derail runs
+    ema: bool = False  # validate and checkpoint an exponential moving average of the weights
+    ema_momentum: float = 0.999  # the average's memory: about 1 / (1 - momentum) steps
     label_smoothing: float = 0.1
     augmentation: str = "light"  # a preset of mobilevit_utils.augmentation
     dropout: float = 0.1  # before the classifier
@@ -51,14 +53,21 @@ class TrainConfig:
     validation_split: float = 0.1
     max_per_class: int | None = None  # train on a subset (quick runs)
     early_stopping_patience: int | None = None
-    mixed_precision: bool = False  # float16 compute: for GPUs
+    mixed_precision: bool = False  # float16 compute, float32 weights and logits: for GPUs
+    # XLA on TensorFlow, torch.compile on PyTorch (JAX always compiles). "auto" is Keras' rule:
+    # XLA only where TensorFlow sees a GPU/TPU. On CPU, XLA measured 5x slower than TensorFlow's
+    # own kernels (benchmarks/results/train_throughput.txt).
+    jit_compile: bool | str = "auto"
+    # Augment batches in parallel (tf.data AUTOTUNE): keeps a GPU fed, but the order in which
+    # the random layers draw from their seed varies, so runs are no longer bit-reproducible.
+    parallel_augmentation: bool = False
     seed: int = 42
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
-PRESETS = {
+RECIPES = {
     # CI and notebooks in quick mode: a few hundred images, two epochs, seconds.
     "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
                          warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
@@ -69,20 +78,28 @@ PRESETS = {
     # diverged halfway (epoch 15).
     "cpu": TrainConfig(name="cpu", epochs=48, batch_size=128, learning_rate=1.5e-3,
                        warmup_epochs=2.0, augmentation="light", label_smoothing=0.1),
-    # The full recipe for a GPU (Colab or better): longer, larger batches, stronger
-    # regularisation (CutMix), float16 compute.
+    # The full recipe for one GPU (a Colab T4 or better), after the MobileViT paper's CIFAR
+    # fine-tuning practice: 200 epochs, because the small model keeps gaining well past 48
+    # (benchmarks/results/epoch_scaling.txt); batch 256, which float16 activations of this
+    # 26 M-MAC model fit in a few GB; peak learning rate 4e-3 (AdamW scales with batch size:
+    # 1.5e-3 at 128 was stable, 2e-3 diverged without clipping) after 5 warm-up epochs;
+    # CutMix and colour jitter against the overfitting the 48-epoch CPU run began to show.
+    # Weight EMA, as in the reference training code (ml-cvnets). Float16 compute (tensor
+    # cores), XLA compilation, parallel augmentation. TensorFlow is
+    # the backend to use: it also exports TFLite, and Colab ships it with GPU support.
     "gpu": TrainConfig(name="gpu", epochs=200, batch_size=256, learning_rate=4e-3,
                        warmup_epochs=5.0, augmentation="strong", weight_decay=0.05,
-                       transformer_dropout=0.1, mixed_precision=True),
+                       transformer_dropout=0.1, mixed_precision=True, jit_compile=True,
+                       parallel_augmentation=True, ema=True),
 }
 
 
-def get_preset(name):
+def get_recipe(name):
     if isinstance(name, TrainConfig):
         return name
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}.")
-    return PRESETS[name]
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}; expected one of {sorted(RECIPES)}.")
+    return RECIPES[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,15 +126,15 @@ def make_schedule(config, steps_per_epoch):
 
 def make_optimizer(config, steps_per_epoch):
     schedule = make_schedule(config, steps_per_epoch)
+    common = {"global_clipnorm": config.gradient_clip_norm, "use_ema": config.ema,
+              "ema_momentum": config.ema_momentum}
     if config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay,
-                                           global_clipnorm=config.gradient_clip_norm)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **common)
     elif config.optimizer == "adam":
-        return keras.optimizers.Adam(schedule, global_clipnorm=config.gradient_clip_norm)
+        return keras.optimizers.Adam(schedule, **common)
     elif config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                         weight_decay=config.weight_decay,
-                                         global_clipnorm=config.gradient_clip_norm)
+                                         weight_decay=config.weight_decay, **common)
     else:
         raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd', got {config.optimizer!r}.")
     # Decaying normalisation scales/offsets and biases only hurts; decay the weight matrices.
@@ -148,13 +165,43 @@ def make_metrics(soft_labels, num_classes):
 
 
 def compile_model(model, config, steps_per_epoch, num_classes):
+    """`model.compile` with the recipe's optimizer, loss and metrics. A model built under the
+    mixed_float16 policy gets Keras' dynamic loss scaling (`auto_scale_loss`), which keeps small
+    float16 gradients from flushing to zero."""
     soft = uses_soft_labels(config)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=make_loss(soft, config.label_smoothing),
         metrics=make_metrics(soft, num_classes),
+        jit_compile=config.jit_compile,
     )
     return model
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Build layers under Keras' global dtype policy `name`, restoring the previous one after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def hardware_warnings(config):
+    """One line per recipe setting that will run slowly on this machine's devices."""
+    accelerators = [d for d in environment.describe()["devices"] if "CPU" not in d.upper()]
+    if accelerators or config.epochs <= 2:
+        return []
+    warnings = []
+    if config.mixed_precision:
+        warnings.append("warning: float16 compute on a CPU is several times slower than float32; "
+                        "use the cpu recipe (or mixed_precision=False) for a long CPU run")
+    if config.jit_compile is True and keras.backend.backend() == "tensorflow":
+        warnings.append("warning: XLA (jit_compile=True) trains about 5x slower than TensorFlow's "
+                        "own CPU kernels; use jit_compile='auto' on a CPU")
+    return warnings
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +209,11 @@ def compile_model(model, config, steps_per_epoch, num_classes):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """One line per epoch — readable in a notebook, unlike hundreds of progress bars."""
+    """One line per epoch — readable in a notebook, unlike hundreds of progress bars.
+
+    Also adds the epoch's wall time (validation included) to the logs as `epoch_time_s`, so
+    that history.csv records how long a run took even across interruptions and resumes.
+    """
 
     def __init__(self, total_epochs, print_fn=print):
         super().__init__()
@@ -173,14 +224,15 @@ class EpochLogger(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = {} if logs is None else logs
+        logs["epoch_time_s"] = time.perf_counter() - self._start
         shown = " ".join(
             f"{key}={logs[key]:.4f}" for key in
             ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs
         )
         lr = _current_lr(self.model.optimizer)
         self.print_fn(f"epoch {epoch + 1}/{self.total_epochs} {shown} "
-                      f"lr={lr:.2e} time={time.perf_counter() - self._start:.1f}s")
+                      f"lr={lr:.2e} time={logs['epoch_time_s']:.1f}s")
 
 
 def _current_lr(optimizer):
@@ -200,13 +252,19 @@ def make_callbacks(run_dir, config, print_fn=print):
         # Saves state after every epoch; when a run is interrupted (even killed), `fit` on the
         # same folder restarts from the last finished epoch with weights and optimizer intact.
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
+    ]
+    if config.ema:
+        # After the backup (which keeps the raw weights, so a resumed run continues training
+        # them) and before the checkpoint: validation and model.keras see the averaged weights.
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    callbacks += [
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "model.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
             initial_value_threshold=best_logged(run_dir),
         ),
+        EpochLogger(config.epochs, print_fn),  # before CSVLogger, which saves its epoch_time_s
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
-        EpochLogger(config.epochs, print_fn),
     ]
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -308,12 +366,12 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         overwrite: replace an existing run in `run_dir`.
         strategy: see `distribution_scope`.
     """
-    config = dataclasses.replace(get_preset(config), **overrides)
+    config = dataclasses.replace(get_recipe(config), **overrides)
     run_dir = prepare_run_dir(run_dir or environment.artifacts_dir("runs", config.name, create=False),
                               resume, overwrite)
     environment.set_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    for line in hardware_warnings(config):
+        print_fn(line)
 
     if dataset is None:
         dataset = data_lib.load_dataset(data_dir, validation_split=config.validation_split,
@@ -324,13 +382,15 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
     train_batches = data_lib.make_batches(
         dataset.x_train, dataset.y_train, config.batch_size, num_classes=num_classes,
         training=True, augmenter=aug.build_augmenter(policy, config.seed),
-        mixer=aug.build_mixer(policy, config.seed), soft_labels=soft, seed=config.seed)
+        mixer=aug.build_mixer(policy, config.seed), soft_labels=soft, seed=config.seed,
+        parallel=config.parallel_augmentation)
     val_batches = data_lib.make_batches(
         dataset.x_val, dataset.y_val, config.batch_size, num_classes=num_classes,
         soft_labels=soft)
     steps_per_epoch = max(1, len(dataset.y_train) // config.batch_size)
 
-    with distribution_scope(strategy):
+    precision = "mixed_float16" if config.mixed_precision else "float32"
+    with distribution_scope(strategy), dtype_policy(precision):
         model = build_model(config, num_classes, dataset.image_shape)
         compile_model(model, config, steps_per_epoch, num_classes)
 
@@ -345,6 +405,12 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
               shuffle=False,  # the pipeline shuffles
               callbacks=make_callbacks(run_dir, config, print_fn))
     wall = time.perf_counter() - start
+    checkpoint = run_dir / "model.keras"
+    if config.mixed_precision:
+        # The checkpoint holds float32 weights under mixed policies; save it as a float32 model,
+        # which is what evaluation, other backends and the TFLite converter expect.
+        float32_checkpoint(checkpoint)
+        model = models.as_float32(model)
 
     history = read_history(run_dir)
     best = max(history, key=lambda row: row["val_accuracy"]) if history else {}
@@ -368,11 +434,20 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         "environment": run_environment,
     }
     _write_json(run_dir / "metadata.json", metadata)
-    checkpoint = run_dir / "model.keras"
     print_fn(f"best val_accuracy={metadata['best_val_accuracy']:.4f} at epoch "
              f"{metadata['best_epoch']}; checkpoint {checkpoint}")
     return {"run_dir": run_dir, "checkpoint": checkpoint, "history": history,
             "metadata": metadata, "model": model, "config": config}
+
+
+def float32_checkpoint(path):
+    """Rewrite the `.keras` file at `path` as a float32 model (no-op when it already is one)."""
+    if not Path(path).exists():
+        return
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    converted = models.as_float32(model)
+    if converted is not model:
+        converted.save(path)
 
 
 def read_history(run_dir):
@@ -394,6 +469,8 @@ def load_run(run_dir, compile=True):
             f"train --out {run_dir}`) first."
         )
     model = keras.saving.load_model(checkpoint, safe_mode=True, compile=compile)
+    if not compile:
+        model = models.as_float32(model)  # a checkpoint of an interrupted mixed-precision run
     metadata_path = run_dir / "metadata.json"
     metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
     return model, metadata

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from helpers import learnable_images, tiny_dataset, write_image_tree
@@ -17,13 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_presets_are_plain_editable_data():
-    quick = training.get_preset("quick")
+    quick = training.get_recipe("quick")
     edited = dataclasses.replace(quick, epochs=5)
     assert edited.epochs == 5 and quick.epochs == 2
-    assert set(training.PRESETS) == {"quick", "cpu", "gpu"}
-    assert training.PRESETS["gpu"].mixed_precision
+    assert set(training.RECIPES) == {"quick", "cpu", "gpu"}
+    assert training.RECIPES["gpu"].mixed_precision
     with pytest.raises(ValueError, match="expected one of"):
-        training.get_preset("fast")
+        training.get_recipe("fast")
 
 
 def test_warmup_then_cosine_schedule_values():
@@ -68,7 +69,7 @@ def test_loss_follows_label_type():
 
 
 def test_callbacks_are_wired(tmp_path):
-    config = dataclasses.replace(training.get_preset("quick"), early_stopping_patience=3, schedule="plateau")
+    config = dataclasses.replace(training.get_recipe("quick"), early_stopping_patience=3, schedule="plateau")
     kinds = {type(c).__name__ for c in training.make_callbacks(tmp_path, config)}
     assert {"BackupAndRestore", "ModelCheckpoint", "CSVLogger", "TerminateOnNaN", "EpochLogger",
             "EarlyStopping", "ReduceLROnPlateau", "TensorBoard"} <= kinds
@@ -98,7 +99,11 @@ def test_same_seed_gives_same_metrics(trained_run, tmp_path):
     """Repeat the session's quick run with the same seed: the same history, to the digit."""
     again = training.train("quick", run_dir=tmp_path / "again", dataset=tiny_dataset(n_per_class=16),
                            epochs=3, batch_size=8, print_fn=lambda *_: None)
-    assert again["history"] == training.read_history(trained_run)
+    def metrics(history):  # all but the epochs' wall times
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in history]
+
+    assert metrics(again["history"]) == metrics(training.read_history(trained_run))
+    assert all(row["epoch_time_s"] > 0 for row in again["history"])
 
 
 def _run_cli(*args, env=None, timeout=600):
@@ -133,14 +138,15 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_train_command_reproduces_a_recipe():
     from mobilevit_utils import cli
 
-    recipe = dataclasses.replace(training.get_preset("cpu"), model="xxs", epochs=7,
-                                 learning_rate=1e-3, seed=3)
+    recipe = dataclasses.replace(training.get_recipe("cpu"), model="xxs", epochs=7,
+                                 learning_rate=1e-3, seed=3, ema=True, label_smoothing=0.2,
+                                 mixed_precision=True, jit_compile=False)
     command, unexpressed = cli.train_command(recipe.to_dict(), "data", "runs/x")
     assert command.startswith("python -m mobilevit_utils train --preset cpu ")
     assert unexpressed == {}
     args = cli.build_parser().parse_args(command.split()[3:])
     assert (args.data_dir, args.out) == ("data", "runs/x")
-    rebuilt = dataclasses.replace(training.get_preset(args.preset), **cli.train_overrides(args))
+    rebuilt = dataclasses.replace(training.get_recipe(args.preset), **cli.train_overrides(args))
     assert rebuilt == recipe
     # A field no flag sets is reported, not silently dropped.
     _, unexpressed = cli.train_command(dataclasses.replace(recipe, warmup_epochs=0.5).to_dict())
@@ -176,3 +182,55 @@ def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
     history = training.read_history(run)
     assert [int(row["epoch"]) for row in history] == [0, 1, 2]
     assert "best checkpoint: " in resumed.stdout and (run / "model.keras").exists()
+
+
+def test_data_side_layers_stay_float32_under_mixed_precision():
+    """Augmentation, MixUp/CutMix and one-hot labels compute in float32 even when the model is
+    built under mixed_float16 (CutMix's range op has no float16 kernel)."""
+    from mobilevit_utils import augmentation as aug
+    from mobilevit_utils import data
+
+    x, y = learnable_images(4)
+    with training.dtype_policy("mixed_float16"):
+        policy = aug.get_augmentation("strong")
+        batches = data.make_batches(x, y, 4, num_classes=3, training=True,
+                                    augmenter=aug.build_augmenter(policy, 0),
+                                    mixer=aug.build_mixer(policy, 0))
+    images, labels = next(iter(batches))
+    assert images.dtype == labels.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # restored after the block
+
+
+def test_mixed_precision_model_has_float32_logits_and_converts_to_float32():
+    from mobilevit_utils import models
+
+    with training.dtype_policy("mixed_float16"):
+        mixed = models.build_mobilevit("xxs_cifar", num_classes=3, include_rescaling=True)
+    assert mixed.get_layer("stem").compute_dtype == "float16"
+    x = learnable_images(2)[0].astype("float32")
+    logits = mixed(x, training=False)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    plain = models.as_float32(mixed)
+    assert {layer.dtype_policy.name for layer in plain._flatten_layers()} == {"float32"}
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)),
+                               keras.ops.convert_to_numpy(logits), atol=0.05)
+    assert models.as_float32(plain) is plain
+
+
+def test_slow_settings_on_a_cpu_are_named():
+    assert training.hardware_warnings(training.get_recipe("cpu")) == []
+    lines = training.hardware_warnings(training.get_recipe("gpu"))
+    assert any("float16" in line for line in lines)
+    assert any("XLA" in line for line in lines)
+    # a few-epoch check of the recipe is not worth a warning
+    assert training.hardware_warnings(dataclasses.replace(training.get_recipe("gpu"), epochs=1)) == []
+
+
+@pytest.mark.parametrize("backend", ["tensorflw", "mxnet"])
+def test_unknown_backend_is_one_line(backend):
+    result = subprocess.run([sys.executable, "-m", "mobilevit_utils", "train", "--help"],
+                            env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "not a backend" in result.stderr and "tensorflow, jax, torch" in result.stderr

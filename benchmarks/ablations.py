@@ -1,0 +1,162 @@
+"""Ablations at equal budget: one recipe, one split, one number of epochs, one change per run.
+
+Every run trains the `cpu` recipe for `--epochs` (default 12) on the same 45,000/5,000 split
+(split seed 42, whatever the run's own seed), evaluates its best checkpoint on the 5,000
+held-out images, and writes one row of `benchmarks/results/ablations.csv`:
+
+    name, change, seed, epochs, val_accuracy, macro_f1, train_time_s, images_per_s, params, macs
+
+with the run's config, history and metadata under `benchmarks/results/ablations/<name>/`.
+Runs train in `artifacts/ablations/<name>/`: rerunning the command skips finished rows and
+resumes an interrupted run from its last finished epoch. Test-time-augmentation rows reuse the
+baseline's checkpoint (no training; their time is the baseline's).
+
+    python benchmarks/ablations.py --data-dir ../shared/data               # every missing row
+    python benchmarks/ablations.py --only baseline ema --data-dir ...      # some of them
+    python benchmarks/ablations.py --list
+
+train_time_s is the wall time of `fit` (validation included) as it ran; runs that shared the
+two cores with other work are slower than the throughput benchmark says, so compare
+accuracy, and take speed from `benchmarks/train_throughput.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+COLUMNS = ("name", "change", "seed", "epochs", "val_accuracy", "macro_f1", "train_time_s",
+           "images_per_s", "params", "macs")
+SPLIT_SEED = 42
+
+# The baseline recipe, spelled out so that later changes to the `cpu` preset do not move it.
+BASELINE = {"model": "xxs_cifar", "augmentation": "light", "label_smoothing": 0.1, "ema": False}
+
+# name: (what changes against the baseline, recipe overrides, test-time augmentation),
+# in the order they run: the levers most likely to matter first.
+RUNS = {
+    "baseline": ("cpu recipe, whole-pixel shifts", {}, None),
+    "flip-tta": ("the baseline's checkpoint, flip test-time augmentation", None, "flip"),
+    "ema": ("weight EMA (momentum 0.999)", {"ema": True}, None),
+    "patch1": ("1x1 patches in the 4x4 MobileViT blocks", {"model": "xxs_cifar_p1"}, None),
+    "baseline-seed43": ("the baseline, seed 43", {"seed": 43}, None),
+    "label-smoothing-0.2": ("label smoothing 0.2", {"label_smoothing": 0.2}, None),
+    "mixup": ("MixUp (alpha 0.2) after flips and shifts", {"augmentation": "mixup"}, None),
+    "cutmix": ("CutMix (alpha 1.0) after flips and shifts", {"augmentation": "cutmix"}, None),
+    "no-label-smoothing": ("no label smoothing", {"label_smoothing": 0.0}, None),
+    "medium-augmentation": ("medium policy (colour, rotation, zoom)",
+                            {"augmentation": "medium"}, None),
+    "no-augmentation": ("no augmentation", {"augmentation": "none"}, None),
+    "bilinear-shifts": ("sub-pixel (bilinear) shifts", {"augmentation": "light_bilinear"}, None),
+    "baseline-seed44": ("the baseline, seed 44", {"seed": 44}, None),
+}
+
+
+def read_rows(csv_path):
+    if not csv_path.exists():
+        return {}
+    with open(csv_path, newline="") as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def write_rows(rows, csv_path):
+    """Rows in `RUNS` order; written to a temporary file first so a crash never truncates it."""
+    order = {name: i for i, name in enumerate(RUNS)}
+    ordered = sorted(rows.values(), key=lambda row: order.get(row["name"], len(order)))
+    tmp = csv_path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(ordered)
+    tmp.replace(csv_path)
+
+
+def keep_run_files(run_dir, results_dir, name):
+    """The run's config, history and metadata (no weights) beside the CSV."""
+    target = results_dir / "ablations" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in ("config.json", "history.csv", "metadata.json"):
+        shutil.copy2(run_dir / file, target / file)
+
+
+def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
+    """Train (or resume) run `name` and return its CSV row."""
+    from mobilevit_utils import evaluation, models, training
+
+    change, overrides, tta = RUNS[name]
+    source = name if overrides is not None else "baseline"
+    run_dir = runs_dir / source
+    finished = (run_dir / "history.csv").exists() and not (run_dir / "backup").exists()
+    if overrides is None and not finished:
+        raise SystemExit(f"{name} evaluates the baseline's checkpoint; run 'baseline' first.")
+    if not finished:
+        training.train("cpu", run_dir=run_dir, dataset=dataset, resume=True, print_fn=print_fn,
+                       epochs=epochs, **{**BASELINE, **overrides})
+        keep_run_files(run_dir, results_dir, name)
+    model, metadata = training.load_run(run_dir, compile=False)
+    report = evaluation.evaluate(model, dataset.x_val, dataset.y_val, dataset.class_names,
+                                 flip=tta == "flip")
+    config = json.loads((run_dir / "config.json").read_text())
+    history = training.read_history(run_dir)
+    # Summed per epoch from history.csv, so interrupted and resumed sessions all count.
+    train_time = sum(row["epoch_time_s"] for row in history)
+    return {
+        "name": name,
+        "change": change,
+        "seed": config["seed"],
+        "epochs": len(history),
+        "val_accuracy": f"{report.accuracy:.4f}",
+        "macro_f1": f"{report.macro_f1:.4f}",
+        "train_time_s": f"{train_time:.0f}",
+        "images_per_s": f"{len(history) * metadata['train_images'] / train_time:.1f}",
+        "params": models.trainable_params(model),
+        "macs": models.count_macs(model),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), help="these runs only")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--data-dir", help="dataset folder (default $MOBILEVIT_DATA_DIR)")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "artifacts" / "ablations")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS,
+                        help="where ablations.csv and the runs' files go")
+    parser.add_argument("--max-per-class", type=int,
+                        help="train on a subset (a smoke test of the runner, not a measurement)")
+    parser.add_argument("--redo", action="store_true", help="measure rows already in the CSV again")
+    parser.add_argument("--list", action="store_true", help="print the runs and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (change, _, _) in RUNS.items():
+            print(f"{name:22s} {change}")
+        return
+
+    from mobilevit_utils import data
+
+    dataset = data.load_dataset(args.data_dir, validation_split=0.1, seed=SPLIT_SEED,
+                                max_per_class=args.max_per_class)
+    csv_path = args.results_dir / "ablations.csv"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_rows(csv_path)
+    for name in args.only or list(RUNS):
+        if name in rows and not args.redo:
+            print(f"{name}: done (val_accuracy {rows[name]['val_accuracy']})")
+            continue
+        print(f"{name}: {RUNS[name][0]}", flush=True)
+        rows[name] = measure(name, dataset, args.epochs, args.runs_dir, args.results_dir,
+                             print_fn=lambda line: print(f"  {line}", flush=True))
+        write_rows(rows, csv_path)
+        print(f"{name}: val_accuracy {rows[name]['val_accuracy']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ run() {  # run <results name> <script> [arguments...]
     "$PY" "benchmarks/$@"; echo; } >>"$out"
 }
 
-rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency}.txt
+rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency,backend_ops}.txt
 run train_throughput train_throughput.py --profile
 run train_throughput train_throughput.py --stock-batchnorm --profile
 run train_throughput train_throughput.py --batch-size 256
@@ -26,6 +26,7 @@ run train_throughput train_throughput.py --dtype-policy mixed_bfloat16
 run train_throughput train_throughput.py --jit-compile
 KERAS_BACKEND=torch run train_throughput train_throughput.py
 KERAS_BACKEND=jax run train_throughput train_throughput.py
+for backend in tensorflow jax torch; do KERAS_BACKEND=$backend run backend_ops backend_ops.py; done
 run input_pipeline input_pipeline.py --augmentation light
 run input_pipeline input_pipeline.py --augmentation strong
 run tflite_latency tflite_latency.py --run-dir checkpoints/mobilevit_xxs_cifar10

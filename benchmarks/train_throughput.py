@@ -62,7 +62,7 @@ def random_batch(batch_size, shape, num_classes=10):
 
 def train_images_per_second(variant, batch_size, steps, input_size=None, strides=None,
                             jit_compile=False):
-    config = models.get_config(variant)
+    config = models.get_variant(variant)
     if strides:
         config = dataclasses.replace(config, strides=tuple(strides))
     shape = (input_size, input_size, 3) if input_size else config.default_input_shape
@@ -146,7 +146,7 @@ def main():
     peak = max(peak, matmul_flops())
     achieved = images_per_s * macs * 2 * 3
     print(f"backend             {keras.backend.backend()} ({os.cpu_count()} CPU cores)")
-    strides = tuple(args.strides or models.get_config(args.variant).strides)
+    strides = tuple(args.strides or models.get_variant(args.variant).strides)
     print(f"model               {model.name}, strides {strides}, "
           f"input {model.input_shape[1:]}, batch {args.batch_size}, dtype policy {keras.config.dtype_policy().name}"
           + (", XLA" if args.jit_compile else ""))

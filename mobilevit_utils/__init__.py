@@ -24,9 +24,6 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow prints CUDA-probing and oneDNN notices from C++ at import and first use, which
 # TF_CPP_MIN_LOG_LEVEL no longer silences; set MOBILEVIT_VERBOSE=1 to see them.
 with _quiet_stderr():
-    import keras as _keras
-
-    if _keras.backend.backend() == "tensorflow":
-        _keras.ops.convert_to_numpy(_keras.ops.zeros(()))  # device initialisation logs here
+    import keras as _keras  # noqa: F401
 
 from mobilevit_utils import layers  # noqa: E402,F401  (registers the serialisable layers)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock
-from mobilevit_utils.models import get_config
+from mobilevit_utils.models import get_variant
 
 # Buffers of the reference that have no Keras counterpart.
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -210,7 +210,7 @@ def reference_config(variant, num_classes=1000):
     """`transformers.MobileViTConfig` of the reference model matching one of our variants."""
     from transformers import MobileViTConfig
 
-    config = get_config(variant)
+    config = get_variant(variant)
     return MobileViTConfig(
         num_labels=num_classes,
         neck_hidden_sizes=list(config.channels),

@@ -172,17 +172,3 @@ def _devices(backend):
         return [d.name for d in tf.config.list_logical_devices()]
     except Exception as error:  # a description must never break a run
         return [f"unknown ({error.__class__.__name__})"]
-
-
-def setup_notebook(seed=42):
-    """What every notebook's Setup section does: version check, quiet logs, plot style, seed.
-
-    Returns `describe()` so the notebook can show what it runs on.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    check_versions()
-    from mobilevit_utils import plots
-
-    plots.set_style()
-    set_seed(seed)
-    return describe()

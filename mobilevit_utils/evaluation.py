@@ -15,70 +15,12 @@ import numpy as np
 
 from mobilevit_utils import data as data_lib
 from mobilevit_utils.environment import DATA_ENV
-
-
-# --------------------------------------------------------------------------------------------
-# Models and predictions
-
-
-def load_classifier(path):
-    """A `.keras` model or a `TFLiteModel`, with its metadata (class names, input size).
-
-    Metadata comes from `<model>.json` beside the file, or the run's `metadata.json`.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No model at {path}; train one (notebook 03) or pass another path.")
-    if path.suffix == ".tflite":
-        from mobilevit_utils.export import TFLiteModel
-
-        model = TFLiteModel(path)
-        return model, dict(model.metadata)
-    if path.suffix != ".keras":
-        raise ValueError(f"Expected a .keras or .tflite model, got {path.name}.")
-    import keras
-
-    import mobilevit_utils  # noqa: F401  (registers the layers for safe_mode loading)
-
-    model = keras.saving.load_model(path, safe_mode=True)
-    metadata = {}
-    for candidate in (path.with_suffix(".json"), path.parent / "metadata.json"):
-        if candidate.exists():
-            metadata = json.loads(candidate.read_text())
-            break
-    metadata.setdefault("input_shape", list(model.input_shape[1:]))
-    return model, metadata
-
-
-def predict_logits(model, images, batch_size=256, flip=False):
-    """Logits for uint8/float images, computed batch by batch (only the (N, classes) result is
-    kept in memory). `model` is a Keras model or a `TFLiteModel`.
-
-    `flip=True` is test-time augmentation: the logits of each image and of its mirror image are
-    averaged. Training flips images at random, so both views are in distribution; it costs two
-    forward passes per image.
-    """
-    from mobilevit_utils.export import keras_logits
-
-    if flip:
-        images = np.asarray(images)
-        return (predict_logits(model, images, batch_size)
-                + predict_logits(model, images[:, :, ::-1], batch_size)) / 2
-    if not hasattr(model, "interpreter"):
-        return keras_logits(model, images, batch_size)
-    outputs = [model.predict(np.asarray(images[start:start + batch_size]))
-               for start in range(0, len(images), batch_size)]
-    return np.concatenate(outputs).astype("float32")
-
-
-def softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def predict_proba(model, images, batch_size=256, flip=False):
-    return softmax(predict_logits(model, images, batch_size, flip=flip))
+from mobilevit_utils.inference import (  # noqa: F401  (part of this module's API too)
+    load_classifier,
+    predict_logits,
+    predict_proba,
+    softmax,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,60 +206,3 @@ def held_out_data(metadata, data_dir=None):
     if local and not (data_lib.resolve_local_root(local) / "test").is_dir():
         return evaluation_data(metadata, data_dir, "val"), "val"
     return evaluation_data(metadata, data_dir, "test"), "test"
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-
-
-def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="accuracy, F1, confusion matrices of a saved model",
-                       description="Evaluate a .keras or .tflite model; prints accuracy=... and "
-                                   "macro_f1=... and writes the report files to --out.")
-    p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
-    p.add_argument("--data-dir", help="class-per-folder tree DIR/<split>/<class>/*; default the "
-                                      "project's dataset ($MOBILEVIT_DATA_DIR or CIFAR-10)")
-    p.add_argument("--split", default="test", choices=["test", "val"],
-                   help="split to evaluate (test falls back to val where there is none)")
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--flip-tta", action="store_true",
-                   help="average the predictions for each image and its mirror image")
-    p.set_defaults(handler=_evaluate_command)
-
-
-def _evaluate_command(args):
-    model, metadata = load_classifier(args.model)
-    x, y, class_names, source = evaluation_data(metadata, args.data_dir, args.split)
-    report = evaluate(model, x, y, class_names, flip=args.flip_tta)
-    title = Path(args.model).name + (" (flip TTA)" if args.flip_tta else "")
-    write_report(report, args.out, images=x, title=title)
-    print(f"evaluated {title} on {len(y)} images from {source}")
-    print(f"accuracy={report.accuracy:.4f}")
-    print(f"top5_accuracy={report.top5_accuracy:.4f}")
-    print(f"macro_f1={report.macro_f1:.4f}")
-    print(f"report: {args.out}")
-
-
-def _add_predict(sub):
-    p = sub.add_parser("predict", help="top-k labels for image files",
-                       description="Print the top-k classes with probabilities for each image.")
-    p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("images", nargs="+", help="image files")
-    p.set_defaults(handler=_predict_command)
-
-
-def _predict_command(args):
-    model, metadata = load_classifier(args.model)
-    class_names = metadata.get("class_names")
-    if not class_names:
-        raise ValueError("The model has no class names in its metadata; predictions would be unlabelled.")
-    size = tuple(metadata["input_shape"][:2])
-    images, kept, skipped = data_lib.decode_images([Path(p) for p in args.images], size, on_error="raise")
-    probabilities = predict_proba(model, images)
-    for path, row in zip(args.images, probabilities):
-        top = np.argsort(-row)[:args.top_k]
-        print(f"{path}: " + ", ".join(f"{class_names[i]} {row[i]:.3f}" for i in top))
-
-
-CLI_COMMANDS = [_add_evaluate, _add_predict]

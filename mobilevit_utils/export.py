@@ -22,6 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from mobilevit_utils.environment import quiet_stderr
+from mobilevit_utils.inference import (  # noqa: F401  (part of this module's API too)
+    TFLiteModel,
+    keras_logits,
+    metadata_path,
+    read_metadata,
+)
 
 PRECISIONS = ("fp32", "dynamic", "fp16", "int8")
 INPUT_NAME = "image"
@@ -92,7 +98,7 @@ def unsupported_ops(message):
     return sorted(names)
 
 
-def convert(model, precision="fp32", calibration_images=None,
+def to_flatbuffer(model, precision="fp32", calibration_images=None,
             num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True, saved_model_dir=None):
     """Convert a Keras model to TFLite bytes.
 
@@ -110,7 +116,7 @@ def convert(model, precision="fp32", calibration_images=None,
     if saved_model_dir is None:
         with tempfile.TemporaryDirectory() as directory:
             _saved_model(model, directory, batch_one)
-            return convert(model, precision, calibration_images, num_calibration, batch_one, directory)
+            return to_flatbuffer(model, precision, calibration_images, num_calibration, batch_one, directory)
     tf = _tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     _configure(converter, precision, calibration_images, num_calibration)
@@ -159,7 +165,7 @@ def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_
     paths = {}
     with tempfile.TemporaryDirectory() as saved_model_dir:
         _saved_model(model, saved_model_dir, batch_one)  # once, for every precision
-        flatbuffers = {precision: convert(model, precision, calibration_images, num_calibration,
+        flatbuffers = {precision: to_flatbuffer(model, precision, calibration_images, num_calibration,
                                           batch_one, saved_model_dir) for precision in precisions}
     for precision, flatbuffer in flatbuffers.items():
         path = out_dir / f"{name}_{precision}.tflite"
@@ -193,108 +199,8 @@ def _quantization(details):
             "formula": "q = round(x / scale) + zero_point"}
 
 
-def metadata_path(model_path):
-    return Path(model_path).with_suffix(".json")
-
-
 def write_metadata(model_path, metadata):
     metadata_path(model_path).write_text(json.dumps(metadata, indent=2) + "\n")
-
-
-def read_metadata(model_path):
-    path = metadata_path(model_path)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-class TFLiteModel:
-    """Run a `.tflite` model with the LiteRT interpreter (`ai_edge_litert`).
-
-    `predict(images)` takes (N, H, W, 3) uint8 or float pixels in 0-255, quantises them for int8
-    models, runs image by image for batch-1 models, and returns float logits (N, classes).
-    """
-
-    def __init__(self, path, num_threads=None, metadata=True):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise ExportError("Running .tflite models needs LiteRT: pip install ai-edge-litert") from None
-        self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"No TFLite model at {self.path}.")
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
-        with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter.allocate_tensors()
-        self.input_details = self.interpreter.get_input_details()[0]
-        self.output_details = self.interpreter.get_output_details()[0]
-        self.metadata = read_metadata(self.path) if metadata else {}
-
-    @property
-    def input_shape(self):
-        return tuple(int(d) for d in self.input_details["shape"][1:])
-
-    @property
-    def class_names(self):
-        return self.metadata.get("class_names")
-
-    def op_names(self):
-        """The model's operators as stored in the file (before any delegate takes them over)."""
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        plain = Interpreter(model_path=str(self.path),
-                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        return [op["op_name"] for op in plain._get_ops_details()]
-
-    def _check(self, images):
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"{self.path.name} expects images of shape (N, {', '.join(map(str, self.input_shape))}), "
-                f"got {images.shape}; resize them to the model input first."
-            )
-        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
-            raise ValueError(f"{self.path.name} expects uint8 or float pixels, got dtype {images.dtype}.")
-        return images
-
-    def _quantise(self, images):
-        dtype = self.input_details["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            scale, zero_point = self.input_details["quantization"]
-            info = np.iinfo(dtype)
-            q = np.round(images.astype("float32") / scale) + zero_point
-            return np.clip(q, info.min, info.max).astype(dtype)
-        return images.astype(dtype)
-
-    def _dequantise(self, outputs):
-        if np.issubdtype(self.output_details["dtype"], np.integer):
-            scale, zero_point = self.output_details["quantization"]
-            return (outputs.astype("float32") - zero_point) * scale
-        return outputs.astype("float32")
-
-    def predict(self, images):
-        images = self._quantise(self._check(images))
-        batch = int(self.input_details["shape"][0])
-        chunks = [images[i:i + 1] for i in range(len(images))] if batch == 1 else [images]
-        outputs = []
-        for chunk in chunks:
-            if batch != 1 and chunk.shape[0] != self.input_details["shape"][0]:
-                self.interpreter.resize_tensor_input(self.input_details["index"], chunk.shape)
-                self.interpreter.allocate_tensors()
-                self.input_details = self.interpreter.get_input_details()[0]
-            self.interpreter.set_tensor(self.input_details["index"], chunk)
-            self.interpreter.invoke()
-            outputs.append(self.interpreter.get_tensor(self.output_details["index"]).copy())
-        return self._dequantise(np.concatenate(outputs))
-
-
-def keras_logits(model, images, batch_size=256):
-    """float32 logits of a Keras model, batch by batch."""
-    import keras
-
-    outputs = [keras.ops.convert_to_numpy(model(np.asarray(images[i:i + batch_size], "float32"), training=False))
-               for i in range(0, len(images), batch_size)]
-    return np.concatenate(outputs).astype("float32")
 
 
 def parity(model, tflite_path, images, tolerance=1e-4):
@@ -312,67 +218,6 @@ def parity(model, tflite_path, images, tolerance=1e-4):
     precision = runner.metadata.get("precision", "fp32")
     ok = max_diff <= tolerance if precision == "fp32" else agreement >= 0.95
     return {"precision": precision, "max_abs_diff": max_diff, "top1_agreement": agreement, "ok": ok}
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-
-
-def _add_export(sub):
-    p = sub.add_parser("export", help="convert a .keras model to TFLite",
-                       description="Convert a .keras model to TFLite in one or all precisions, "
-                                   "check each against Keras, and print a size/parity/accuracy table.")
-    p.add_argument("--model", required=True, help="the .keras model (its run's metadata.json gives class names)")
-    p.add_argument("--quantization", default="all", choices=[*PRECISIONS, "all"],
-                   help="precision to export (default: all four)")
-    p.add_argument("--out", required=True, help="output folder for .tflite files and their .json metadata")
-    p.add_argument("--calibration-data", help="image folder (train/<class>/* or <class>/*) for int8 "
-                                             "calibration; default the project's dataset")
-    p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES)
-    p.add_argument("--eval-data", help="image folder to report accuracy on (its test/ split, else the "
-                                      "validation split training held out); "
-                                      "default: none (parity only)")
-    p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch size instead of batch 1")
-    p.set_defaults(handler=_export_command)
-
-
-def _export_command(args):
-    from mobilevit_utils import data as data_lib
-    from mobilevit_utils import evaluation
-
-    model, metadata = evaluation.load_classifier(args.model)
-    if Path(args.model).suffix != ".keras":
-        raise ValueError(f"--model must be a .keras file, got {Path(args.model).name}.")
-    precisions = PRECISIONS if args.quantization == "all" else (args.quantization,)
-    size = tuple(model.input_shape[1:3])
-    calibration = None
-    if "int8" in precisions:
-        source = data_lib.load_dataset(args.calibration_data, image_size=size,
-                                       max_per_class=max(1, args.calibration_samples // 2))
-        calibration = calibration_sample(source.x_train, args.calibration_samples)
-    paths = export(model, args.out, precisions, metadata.get("class_names"), calibration,
-                   args.calibration_samples, batch_one=not args.dynamic_batch)
-    check_images = calibration[:64] if calibration is not None else np.random.default_rng(0).uniform(
-        0, 255, size=(16, *model.input_shape[1:])).astype("float32")
-    evaluation_set = None
-    if args.eval_data:
-        evaluation_set, split = evaluation.held_out_data(metadata, args.eval_data)
-        print(f"accuracy on the {split} split of {args.eval_data}")
-    print(f"{'precision':<10}{'size KB':>10}  {'parity':<34}{'accuracy':>9}")
-    for precision, path in paths.items():
-        result = parity(model, path, check_images)
-        detail = (f"max|diff| {result['max_abs_diff']:.1e}" if precision == "fp32"
-                  else f"top-1 agreement {result['top1_agreement']:.1%}")
-        status = "ok" if result["ok"] else "FAILED"
-        accuracy = ""
-        if evaluation_set is not None:
-            x, y, names, _ = evaluation_set
-            accuracy = f"{evaluation.evaluate(TFLiteModel(path), x, y, names).accuracy:.4f}"
-        print(f"{precision:<10}{path.stat().st_size / 1024:>10.0f}  {status + ', ' + detail:<34}{accuracy:>9}")
-    print(f"written to {args.out}")
-
-
-CLI_COMMANDS = [_add_export]
 
 
 # --------------------------------------------------------------------------------------------

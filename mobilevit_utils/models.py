@@ -93,7 +93,7 @@ MODEL_CONFIGS["xxs_cifar_p1"] = dataclasses.replace(
     MODEL_CONFIGS["xxs_cifar"], name="mobilevit_xxs_cifar_p1", patch_size=(2, 1, 1))
 
 
-def get_config(variant):
+def get_variant(variant):
     """Return the `MobileViTConfig` for a variant name ("xxs", "xs", "s", "xxs_cifar")."""
     if isinstance(variant, MobileViTConfig):
         return variant
@@ -147,7 +147,7 @@ def build_mobilevit(
             (convenient for deployment). Apple's weights expect inputs already in [0, 1].
         classifier_activation: `None` for logits (the reference's output) or "softmax".
     """
-    config = get_config(config)
+    config = get_variant(config)
     input_shape = tuple(input_shape or config.default_input_shape)
     _check_input_shape(input_shape)
     channels, strides = config.channels, config.strides

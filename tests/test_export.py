@@ -88,12 +88,12 @@ def test_model_needing_flex_ops_is_refused():
     inputs = keras.Input((4, 4))
     model = keras.Model(inputs, SingularValues()(inputs))
     with pytest.raises(export.FlexOpsError, match="Svd"):
-        export.convert(model, "fp32")
+        export.to_flatbuffer(model, "fp32")
 
 
 def test_int8_without_calibration_images_is_a_clear_error(small_model):
     with pytest.raises(export.ExportError, match="calibration"):
-        export.convert(small_model, "int8")
+        export.to_flatbuffer(small_model, "int8")
 
 
 def test_cli_export_prints_a_table_with_accuracy(trained_run, tmp_path):

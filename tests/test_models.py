@@ -20,7 +20,7 @@ def test_parameter_counts_match_reference(builder, expected):
 
 def test_unknown_variant_and_bad_input_shape_are_clear_errors():
     with pytest.raises(ValueError, match="expected one of"):
-        models.get_config("tiny")
+        models.get_variant("tiny")
     with pytest.raises(ValueError, match="at least 32"):
         models.build_mobilevit("xxs", input_shape=(16, 16, 3))
 

@@ -14,7 +14,6 @@ throughput measured in the same run, and the fraction of it the training step re
 """
 
 import argparse
-import dataclasses
 import os
 import time
 
@@ -64,7 +63,7 @@ def train_images_per_second(variant, batch_size, steps, input_size=None, strides
                             jit_compile=False):
     config = models.get_variant(variant)
     if strides:
-        config = dataclasses.replace(config, strides=tuple(strides))
+        config = config.with_strides(tuple(strides))
     shape = (input_size, input_size, 3) if input_size else config.default_input_shape
     model = models.build_mobilevit(config, num_classes=10, input_shape=shape)
     model.compile(

@@ -215,10 +215,10 @@ def reference_config(variant, num_classes=1000):
         num_labels=num_classes,
         neck_hidden_sizes=list(config.channels),
         hidden_sizes=list(config.embedding_dims),
-        expand_ratio=config.expand_ratio,
+        expand_ratio=config.stages[1].expand_ratio,
         num_attention_heads=config.num_heads,
         mlp_ratio=config.mlp_ratio,
-        patch_size=config.patch_size,
+        patch_size=config.stages[3].patch_size,
     )
 
 

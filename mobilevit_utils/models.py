@@ -1,17 +1,20 @@
-"""MobileViT v1 configurations and builders.
+"""MobileViT variants as data, and one builder.
 
-Each variant is one row of `MODEL_CONFIGS`; `build_mobilevit` turns any row into a Keras
-functional model. The ImageNet variants reproduce Apple's reference exactly (same parameter
-counts, same layer order, same padding), so `mobilevit_utils.convert` can load its weights.
+A variant is a `MobileViTConfig`: a tuple of `Stage` rows, one per stage, each naming its block
+kind and its sizes (the layout of timm's `ByoBlockCfg` rows). `build_mobilevit` turns any
+variant into a Keras functional model, so a new variant is a new table, not a new builder. The
+ImageNet variants reproduce Apple's reference exactly (same parameter counts, same layer order,
+same padding), so `mobilevit_utils.convert` can load its weights.
 
-Network layout (channels from the table, strides from `strides`):
+The v1 layout, one row per stage (stage 0 is the stem, stage 6 the final 1x1 conv):
 
-    stem       3x3 conv, stride s0                          channels[0]
-    stage1     1 inverted residual, stride s1               channels[1]
-    stage2     3 inverted residuals, stride s2 (first one)  channels[2]
-    stage3-5   inverted residual (stride s3..s5) + MobileViT block with
-               `transformer_depths[i]` layers of width `embedding_dims[i]`
-    final_conv 1x1 conv to channels[6], global average pool, dropout, classifier
+    0  conv       3x3 conv, stride 2                              16
+    1  mv2        1 inverted residual                             XXS: 16
+    2  mv2        3 inverted residuals, the first with stride 2   24
+    3  mobilevit  inverted residual (stride 2) + MobileViT block  48, transformer 64 x 2 layers
+    4  mobilevit  the same                                         64, transformer 80 x 4 layers
+    5  mobilevit  the same                                         80, transformer 96 x 3 layers
+    6  conv1x1    1x1 conv, then global average pool and classifier  320
 """
 
 from __future__ import annotations
@@ -23,56 +26,99 @@ from keras import layers
 
 from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock, count_layer_macs
 
+BLOCK_KINDS = ("conv", "mv2", "mobilevit", "conv1x1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a variant: `depth` blocks of kind `block` producing `channels` channels; the
+    first block strides by `stride`.
+
+    block: "conv" (3x3 conv-BN-SiLU, the stem), "mv2" (inverted residuals), "mobilevit" (an
+        inverted residual, then a MobileViT block with `transformer_depth` transformer layers of
+        width `transformer_dim` over `patch_size` x `patch_size` patches) or "conv1x1".
+    """
+
+    block: str
+    channels: int
+    stride: int = 1
+    depth: int = 1
+    expand_ratio: float = 4.0
+    transformer_dim: int = 0
+    transformer_depth: int = 0
+    patch_size: int = 2
+
+    def __post_init__(self):
+        if self.block not in BLOCK_KINDS:
+            raise ValueError(f"Unknown block kind {self.block!r}; expected one of {BLOCK_KINDS}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class MobileViTConfig:
-    """One MobileViT variant. Copy and edit with `dataclasses.replace(config, ...)`."""
+    """One MobileViT variant: its stage rows and the settings shared by every block."""
 
     name: str
-    channels: tuple  # stem, stage1..stage5, final 1x1 conv
-    embedding_dims: tuple  # transformer width in stages 3, 4, 5
-    expand_ratio: float = 4.0  # inverted-residual expansion
-    transformer_depths: tuple = (2, 4, 3)
-    stage2_depth: int = 3
-    strides: tuple = (2, 1, 2, 2, 2, 2)  # stem, stage1..stage5
+    stages: tuple
     num_heads: int = 4
-    patch_size: int | tuple = 2  # one side for all MobileViT blocks, or one per block
     mlp_ratio: float = 2.0
     default_input_shape: tuple = (256, 256, 3)
 
-    def patch_size_of(self, block):
-        """Patch side of MobileViT block `block` (0, 1, 2 for stages 3, 4, 5)."""
-        if isinstance(self.patch_size, int):
-            return self.patch_size
-        return self.patch_size[block]
+    def edit_stages(self, name, **fields_per_stage):
+        """A renamed copy with stage rows edited: `stage4={"patch_size": 1}`."""
+        stages = list(self.stages)
+        for key, fields in fields_per_stage.items():
+            index = int(key.removeprefix("stage"))
+            stages[index] = dataclasses.replace(stages[index], **fields)
+        return dataclasses.replace(self, name=name, stages=tuple(stages))
+
+    def with_strides(self, strides, name=None):
+        """A copy with the first strides of the stages replaced, in stage order."""
+        stages = tuple(dataclasses.replace(stage, stride=strides[i]) if i < len(strides) else stage
+                       for i, stage in enumerate(self.stages))
+        return dataclasses.replace(self, name=name or self.name, stages=stages)
+
+    @property
+    def strides(self):
+        return tuple(stage.stride for stage in self.stages if stage.block != "conv1x1")
+
+    @property
+    def channels(self):
+        return tuple(stage.channels for stage in self.stages)
+
+    @property
+    def embedding_dims(self):
+        return tuple(stage.transformer_dim for stage in self.stages if stage.block == "mobilevit")
 
     @property
     def output_stride(self):
         total = 1
-        for s in self.strides:
-            total *= s
+        for stride in self.strides:
+            total *= stride
         return total
 
 
-_XXS = MobileViTConfig(
-    name="mobilevit_xxs",
-    channels=(16, 16, 24, 48, 64, 80, 320),
-    embedding_dims=(64, 80, 96),
-    expand_ratio=2.0,
-)
+def v1_variant(name, channels, transformer_dims, expand_ratio=4.0, transformer_depths=(2, 4, 3),
+               strides=(2, 1, 2, 2, 2, 2), patch_size=2, **kwargs):
+    """The rows of a MobileViT (v1) variant from the paper's table of widths."""
+    c, s = channels, strides
+    stages = (
+        Stage("conv", c[0], s[0]),
+        Stage("mv2", c[1], s[1], depth=1, expand_ratio=expand_ratio),
+        Stage("mv2", c[2], s[2], depth=3, expand_ratio=expand_ratio),
+        *(Stage("mobilevit", c[3 + i], s[3 + i], expand_ratio=expand_ratio,
+                transformer_dim=transformer_dims[i], transformer_depth=transformer_depths[i],
+                patch_size=patch_size) for i in range(3)),
+        Stage("conv1x1", c[6]),
+    )
+    return MobileViTConfig(name=name, stages=stages, **kwargs)
+
+
+_XXS = v1_variant("mobilevit_xxs", (16, 16, 24, 48, 64, 80, 320), (64, 80, 96), expand_ratio=2.0)
 
 MODEL_CONFIGS = {
     "xxs": _XXS,
-    "xs": MobileViTConfig(
-        name="mobilevit_xs",
-        channels=(16, 32, 48, 64, 80, 96, 384),
-        embedding_dims=(96, 120, 144),
-    ),
-    "s": MobileViTConfig(
-        name="mobilevit_s",
-        channels=(16, 32, 64, 96, 128, 160, 640),
-        embedding_dims=(144, 192, 240),
-    ),
+    "xs": v1_variant("mobilevit_xs", (16, 32, 48, 64, 80, 96, 384), (96, 120, 144)),
+    "s": v1_variant("mobilevit_s", (16, 32, 64, 96, 128, 160, 640), (144, 192, 240)),
     # CIFAR-10 (32x32): the ImageNet layout (output stride 32) would shrink a 32x32 image to
     # 2x2 before the last MobileViT block, leaving each pixel a single token to attend to.
     # Here the stem and stage 1 keep the full 32x32 resolution, stages 2-4 halve it and stage 5
@@ -81,16 +127,14 @@ MODEL_CONFIGS = {
     # faster on CPU (benchmarks/results/train_throughput.txt), which buys the epochs a 2-hour
     # budget needs.
     "xxs_cifar": dataclasses.replace(
-        _XXS,
-        name="mobilevit_xxs_cifar",
-        strides=(1, 1, 2, 2, 2, 1),
+        _XXS.with_strides((1, 1, 2, 2, 2, 1)), name="mobilevit_xxs_cifar",
         default_input_shape=(32, 32, 3),
     ),
 }
 # The 4x4 maps of stages 4 and 5 hold only four 2x2 patches, so each pixel's attention sees 4
 # tokens; 1x1 patches there give 16 tokens (one sequence instead of four) for about 1 % more MACs.
-MODEL_CONFIGS["xxs_cifar_p1"] = dataclasses.replace(
-    MODEL_CONFIGS["xxs_cifar"], name="mobilevit_xxs_cifar_p1", patch_size=(2, 1, 1))
+MODEL_CONFIGS["xxs_cifar_p1"] = MODEL_CONFIGS["xxs_cifar"].edit_stages(
+    "mobilevit_xxs_cifar_p1", stage4={"patch_size": 1}, stage5={"patch_size": 1})
 
 
 def get_variant(variant):
@@ -150,35 +194,10 @@ def build_mobilevit(
     config = get_variant(config)
     input_shape = tuple(input_shape or config.default_input_shape)
     _check_input_shape(input_shape)
-    channels, strides = config.channels, config.strides
-
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs) if include_rescaling else inputs
-    x = ConvNormAct(channels[0], 3, strides[0], name="stem")(x)
-    x = InvertedResidual(channels[1], strides[1], config.expand_ratio, name="stage1_block1")(x)
-    for i in range(config.stage2_depth):
-        x = InvertedResidual(
-            channels[2], strides[2] if i == 0 else 1, config.expand_ratio,
-            name=f"stage2_block{i + 1}",
-        )(x)
-    for stage, (dim, depth) in enumerate(zip(config.embedding_dims, config.transformer_depths)):
-        index = stage + 3
-        x = InvertedResidual(
-            channels[index], strides[index], config.expand_ratio,
-            name=f"stage{index}_downsample",
-        )(x)
-        x = MobileViTBlock(
-            dim,
-            num_transformer_layers=depth,
-            num_heads=config.num_heads,
-            patch_size=config.patch_size_of(stage),
-            mlp_ratio=config.mlp_ratio,
-            qkv_bias=qkv_bias,
-            attention_drop=attention_drop,
-            dropout=transformer_dropout,
-            name=f"stage{index}_mobilevit",
-        )(x)
-    x = ConvNormAct(channels[6], 1, name="final_conv")(x)
+    for index, stage in enumerate(config.stages):
+        x = _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_dropout)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -191,6 +210,33 @@ def build_mobilevit(
     elif pooling is not None:
         raise ValueError(f"pooling must be None or 'avg', got {pooling!r}.")
     return keras.Model(inputs, x, name=name or config.name)
+
+
+def _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_dropout):
+    """Apply one stage row to `x`. Layer names (stem, stageN_blockI, stageN_downsample,
+    stageN_mobilevit, final_conv) are what weight conversion and saved files refer to."""
+    if stage.block == "conv":
+        return ConvNormAct(stage.channels, 3, stage.stride, name="stem")(x)
+    if stage.block == "conv1x1":
+        return ConvNormAct(stage.channels, 1, name="final_conv")(x)
+    if stage.block == "mv2":
+        for i in range(stage.depth):
+            x = InvertedResidual(stage.channels, stage.stride if i == 0 else 1, stage.expand_ratio,
+                                 name=f"stage{index}_block{i + 1}")(x)
+        return x
+    x = InvertedResidual(stage.channels, stage.stride, stage.expand_ratio,
+                         name=f"stage{index}_downsample")(x)
+    return MobileViTBlock(
+        stage.transformer_dim,
+        num_transformer_layers=stage.transformer_depth,
+        num_heads=config.num_heads,
+        patch_size=stage.patch_size,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=qkv_bias,
+        attention_drop=attention_drop,
+        dropout=transformer_dropout,
+        name=f"stage{index}_mobilevit",
+    )(x)
 
 
 def mobilevit_xxs(num_classes=1000, input_shape=(256, 256, 3), **kwargs):

@@ -74,3 +74,17 @@ def test_save_and_load_with_safe_mode_gives_identical_outputs(tmp_path, rng):
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(to_np(loaded(x, training=False)), to_np(model(x, training=False)))
     assert loaded.get_layer("stage3_mobilevit").get_config() == model.get_layer("stage3_mobilevit").get_config()
+
+
+def test_variants_are_stage_rows():
+    xxs, cifar = models.get_variant("xxs"), models.get_variant("xxs_cifar")
+    assert [s.block for s in xxs.stages] == ["conv", "mv2", "mv2", "mobilevit", "mobilevit",
+                                             "mobilevit", "conv1x1"]
+    # the CIFAR layout is the XXS rows with other strides
+    assert cifar.with_strides(xxs.strides).stages == xxs.stages
+    assert cifar.output_stride == 8 and xxs.output_stride == 32
+    edited = cifar.edit_stages("p1", stage4={"patch_size": 1})
+    assert [s.patch_size for s in edited.stages[3:6]] == [2, 1, 2]
+    assert models.get_variant("xxs_cifar_p1").stages[4].patch_size == 1
+    with pytest.raises(ValueError, match="block kind"):
+        models.Stage("transformer", 64)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilevit_utils.environment import DATA_ENV, data_dir as default_data_dir
+from mobilevit_utils.environment import DATA_ENV, display_path
+from mobilevit_utils.environment import data_dir as default_data_dir
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -286,7 +287,7 @@ def load_image_folder(path, validation_split=0.1, seed=42, image_size=None, max_
     if image_size is None:
         image_size = x.shape[1:3]  # a test split must match the training images
     x_train, y_train, x_val, y_val = stratified_split(x, y, validation_split, seed)
-    data = ImageDataset(x_train, y_train, x_val, y_val, class_names, source=str(root),
+    data = ImageDataset(x_train, y_train, x_val, y_val, class_names, source=display_path(root),
                         skipped_files=skipped)
     if (root / "test").is_dir():
         data.x_test, data.y_test, _, skipped_test = load_split_folder(

@@ -62,6 +62,16 @@ def project_root(start=None):
     return None
 
 
+def display_path(path):
+    """`path` as committed files record it: relative to the repository (or the working
+    directory) when inside it, so no machine's absolute paths end up in results."""
+    path = Path(path).resolve()
+    for base in (project_root(), Path.cwd().resolve()):
+        if base is not None and path.is_relative_to(base):
+            return path.relative_to(base).as_posix() or "."
+    return path.name
+
+
 def data_dir():
     """Where downloads and caches go: `<repo>/data`, else `./data`."""
     root = project_root()

@@ -157,8 +157,16 @@ def _configure(converter, precision, calibration_images, num_calibration):
 
 
 def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_images=None,
-           num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True, name=None):
-    """Write `<name>_<precision>.tflite` + `.json` sidecars to `out_dir`; return their paths."""
+           num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True, name=None,
+           preprocessing=None):
+    """Write `<name>_<precision>.tflite` + `.json` sidecars to `out_dir`; return their paths.
+
+    `preprocessing`: the input contract written to the sidecars (default
+    `models.RAW_RGB`, this project's models: raw RGB pixels, rescaled inside the model).
+    """
+    from mobilevit_utils.models import RAW_RGB
+
+    preprocessing = preprocessing or RAW_RGB
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or model.name
@@ -178,7 +186,7 @@ def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_
             "input_shape": list(runner.input_shape),  # (height, width, channels)
             "batch_size": int(runner.input_details["shape"][0]) if batch_one else None,
             "input_dtype": np.dtype(runner.input_details["dtype"]).name,
-            "preprocessing": "RGB pixels 0-255 as floats (the model rescales by 1/255 itself)",
+            "preprocessing": preprocessing.to_dict(),
             "output": "logits (apply softmax for probabilities)",
             "input_quantization": _quantization(runner.input_details),
             "output_quantization": _quantization(runner.output_details),

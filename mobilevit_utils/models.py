@@ -30,6 +30,43 @@ BLOCK_KINDS = ("conv", "mv2", "mobilevit", "conv1x1")
 
 
 @dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects as input: one contract shared by the builder, the data pipeline, run
+    metadata and the TFLite sidecar.
+
+    Pixels start as 0-255 values in `channel_order`; they are multiplied by `scale` inside the
+    model (`in_model`, its `Rescaling` layer) or by the caller before it.
+    """
+
+    channel_order: str = "RGB"
+    scale: float = 1 / 255
+    in_model: bool = True
+
+    def describe(self):
+        where = "the model rescales them itself" if self.in_model else "scale them before the model"
+        return f"{self.channel_order} pixels 0-255 as floats times {self.scale:.6g}; {where}"
+
+    def to_dict(self):
+        return {**dataclasses.asdict(self), "description": self.describe()}
+
+    def prepare(self, images):
+        """Raw RGB uint8/float images (N, H, W, 3) as the model takes them."""
+        import numpy as np
+
+        images = np.asarray(images, dtype="float32")
+        if self.channel_order == "BGR":
+            images = images[..., ::-1]
+        return images if self.in_model else images * self.scale
+
+
+# This project's models: raw RGB pixels in, rescaled by the model, so apps and TFLite feed pixels.
+RAW_RGB = Preprocessing()
+# Apple's ImageNet checkpoints: BGR channel order (MobileViTImageProcessor's
+# do_flip_channel_order), scaled to [0, 1] before the model.
+APPLE_BGR = Preprocessing(channel_order="BGR", in_model=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
     """One stage of a variant: `depth` blocks of kind `block` producing `channels` channels; the
     first block strides by `stride`.
@@ -62,6 +99,7 @@ class MobileViTConfig:
     num_heads: int = 4
     mlp_ratio: float = 2.0
     default_input_shape: tuple = (256, 256, 3)
+    preprocessing: Preprocessing = APPLE_BGR  # the input the variant's weights expect
 
     def edit_stages(self, name, **fields_per_stage):
         """A renamed copy with stage rows edited: `stage4={"patch_size": 1}`."""
@@ -128,7 +166,7 @@ MODEL_CONFIGS = {
     # budget needs.
     "xxs_cifar": dataclasses.replace(
         _XXS.with_strides((1, 1, 2, 2, 2, 1)), name="mobilevit_xxs_cifar",
-        default_input_shape=(32, 32, 3),
+        default_input_shape=(32, 32, 3), preprocessing=RAW_RGB,
     ),
 }
 # The 4x4 maps of stages 4 and 5 hold only four 2x2 patches, so each pixel's attention sees 4
@@ -171,7 +209,7 @@ def build_mobilevit(
     transformer_dropout=0.0,
     attention_drop=0.0,
     qkv_bias=True,
-    include_rescaling=False,
+    include_rescaling=None,
     classifier_activation=None,
     name=None,
 ):
@@ -188,12 +226,16 @@ def build_mobilevit(
         transformer_dropout: dropout on attention/MLP outputs inside the transformers.
         attention_drop: dropout on attention probabilities.
         include_rescaling: start with `Rescaling(1/255)`, so the model takes raw 0-255 pixels
-            (convenient for deployment). Apple's weights expect inputs already in [0, 1].
+            (convenient for deployment). Default: the variant's `preprocessing.in_model` (True
+            for the CIFAR layouts; False for the ImageNet ones, whose Apple weights expect BGR
+            inputs already in [0, 1]).
         classifier_activation: `None` for logits (the reference's output) or "softmax".
     """
     config = get_variant(config)
     input_shape = tuple(input_shape or config.default_input_shape)
     _check_input_shape(input_shape)
+    if include_rescaling is None:
+        include_rescaling = config.preprocessing.in_model
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs) if include_rescaling else inputs
     for index, stage in enumerate(config.stages):

@@ -349,7 +349,8 @@ def _write_json(path, payload):
 
 def build_model(config, num_classes, input_shape):
     return models.build_mobilevit(
-        config.model, num_classes=num_classes, input_shape=input_shape, include_rescaling=True,
+        config.model, num_classes=num_classes, input_shape=input_shape,
+        include_rescaling=models.RAW_RGB.in_model,  # trained on raw pixels, whatever the variant
         dropout=config.dropout, transformer_dropout=config.transformer_dropout,
     )
 
@@ -419,7 +420,7 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         "variant": config.model,
         "class_names": list(dataset.class_names),
         "input_shape": list(dataset.image_shape),
-        "preprocessing": "raw RGB pixels 0-255; the model rescales by 1/255 itself",
+        "preprocessing": models.RAW_RGB.to_dict(),
         "preset": config.name,
         "seed": config.seed,
         "validation_split": config.validation_split,
@@ -476,9 +477,9 @@ def load_run(run_dir, compile=True):
     return model, metadata
 
 
-# Where notebook 03 writes its run, and where a released checkpoint lives in the repository.
+# Where notebook 03 writes its run; the released checkpoint is `presets` "mobilevit_xxs_cifar10".
 NOTEBOOK_RUN = ("runs", "notebook03")
-RELEASED_RUN = ("checkpoints", "mobilevit_xxs_cifar10")
+RELEASED_PRESET = "mobilevit_xxs_cifar10"
 
 
 def find_run(run_dir=None, download_from=None):
@@ -488,30 +489,24 @@ def find_run(run_dir=None, download_from=None):
     `download_from`: a GitHub repository URL to fetch the released checkpoint from when it is
     not on disk (Colab installs the package, not the repository's `checkpoints/` folder).
     """
-    candidates = [Path(run_dir)] if run_dir else [
-        environment.artifacts_dir(*NOTEBOOK_RUN, create=False),
-        (environment.project_root() or Path.cwd()).joinpath(*RELEASED_RUN),
-    ]
-    for candidate in candidates:
-        if (candidate / "model.keras").exists():
-            return candidate
-    if download_from and not run_dir:
-        return download_release(download_from)
-    raise FileNotFoundError(
-        f"No trained model found (looked in {', '.join(str(c) for c in candidates)}); run "
-        "notebook 03_training first, or `python -m mobilevit_utils train --out DIR`."
-    )
+    from mobilevit_utils import presets
 
-
-def download_release(repo_url, branch="main"):
-    """Fetch the released checkpoint (model.keras, metadata.json) from a GitHub repository into
-    `<artifacts>/checkpoints/`; returns that folder."""
-    target = environment.artifacts_dir(*RELEASED_RUN)
-    for name in ("model.keras", "metadata.json"):
-        keras.utils.get_file(
-            fname=name, cache_subdir=str(target.resolve()),
-            origin=f"{repo_url.rstrip('/')}/raw/{branch}/{'/'.join(RELEASED_RUN)}/{name}")
-    return target
+    if run_dir:
+        if (Path(run_dir) / "model.keras").exists():
+            return Path(run_dir)
+        raise FileNotFoundError(
+            f"No trained model in {run_dir}; run notebook 03_training first, or "
+            f"`python -m mobilevit_utils train --out {run_dir}`.")
+    notebook_run = environment.artifacts_dir(*NOTEBOOK_RUN, create=False)
+    if (notebook_run / "model.keras").exists():
+        return notebook_run
+    try:
+        return presets.checkpoint_dir(RELEASED_PRESET, download_from=download_from)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"No trained model found (looked in {notebook_run} and the released checkpoint); run "
+            "notebook 03_training first, or `python -m mobilevit_utils train --out DIR`."
+        ) from None
 
 
 def lr_curve(config, steps_per_epoch):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import learnable_images, write_image_tree
-from mobilevit_utils import training
+from mobilevit_utils import presets, training
 
 pytest.importorskip("ai_edge_litert")
 
@@ -75,7 +75,8 @@ def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkey
     import keras
 
     repo = tmp_path / "repo"
-    published = repo.joinpath("raw", "main", *training.RELEASED_RUN)
+    folder = presets.PRESETS[training.RELEASED_PRESET].checkpoint
+    published = repo.joinpath("raw", "main", folder)
     published.mkdir(parents=True)
     for name in ("model.keras", "metadata.json"):
         shutil.copy2(trained_run / name, published / name)
@@ -85,7 +86,8 @@ def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkey
     with pytest.raises(FileNotFoundError, match="run notebook 03_training first"):
         training.find_run()
     run = training.find_run(download_from=repo.as_uri())
-    assert run == tmp_path / "artifacts" / Path(*training.RELEASED_RUN)
+    assert run == tmp_path / "artifacts" / folder
+    assert presets.from_preset(training.RELEASED_PRESET, download_from=repo.as_uri()).output_shape[-1] == 3
     names = json.loads((run / "metadata.json").read_text())["class_names"]
     assert names == json.loads((trained_run / "metadata.json").read_text())["class_names"]
     assert keras.saving.load_model(run / "model.keras", safe_mode=True).output_shape == (None, len(names))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import mobilevit_utils  # noqa: F401  (registers the layers)
-from mobilevit_utils import models, training
+from mobilevit_utils import models, presets, training
 
-RELEASE = Path(__file__).resolve().parents[1].joinpath(*training.RELEASED_RUN)
+RELEASE = Path(__file__).resolve().parents[1] / presets.PRESETS["mobilevit_xxs_cifar10"].checkpoint
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -49,3 +49,29 @@ def test_notebooks_fall_back_to_the_release(tmp_path, monkeypatch):
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path))  # no notebook 03 run there
     monkeypatch.chdir(RELEASE.parents[1])
     assert training.find_run().resolve() == RELEASE.resolve()
+
+
+def test_preset_api_returns_the_release(release, monkeypatch):
+    metadata, _ = release
+    monkeypatch.chdir(RELEASE.parents[1])
+    assert "mobilevit_xxs_cifar10" in presets.list_presets()
+    assert "apple/mobilevit-xx-small" in presets.list_presets()
+    model = presets.from_preset("mobilevit_xxs_cifar10")
+    stored = keras.saving.load_model(RELEASE / "model.keras", safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)),
+                                  keras.ops.convert_to_numpy(stored(x)))
+    info = presets.preset_metadata("mobilevit_xxs_cifar10")
+    assert info["class_names"] == metadata["class_names"]
+    assert info["preprocessing"]["channel_order"] == "RGB" and info["preprocessing"]["in_model"]
+    with pytest.raises(ValueError, match="expected one of"):
+        presets.from_preset("mobilevit_tiny")
+
+
+def test_committed_results_hold_no_machine_paths():
+    root = RELEASE.parents[1]
+    files = [*RELEASE.glob("*.json"), *RELEASE.glob("*.md"), *(root / "benchmarks" / "results").rglob("*.json")]
+    for file in files:
+        text = file.read_text()
+        for marker in ('"/home/', '"/work/', '"/tmp/', '"/root/', '"/Users/', '"/mnt/'):
+            assert marker not in text, f"{file.relative_to(root)} holds a machine path ({marker})"

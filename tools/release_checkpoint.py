@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from mobilevit_utils import environment, evaluation, export, models, plots, training  # noqa: E402
+from mobilevit_utils import environment, evaluation, export, models, plots, presets, training  # noqa: E402
 from mobilevit_utils.cli import train_command  # noqa: E402
 
 RUN_FILES = ("metadata.json", "config.json", "environment.json", "history.csv")
@@ -166,7 +166,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a finished training run (model.keras, metadata.json, history.csv)")
     parser.add_argument("--data-dir", help="dataset folder; default $MOBILEVIT_DATA_DIR, else CIFAR-10 download")
-    parser.add_argument("--out", default="/".join(training.RELEASED_RUN), help="release folder")
+    parser.add_argument("--out", default=presets.PRESETS[training.RELEASED_PRESET].checkpoint,
+                        help="release folder")
     parser.add_argument("--precisions", nargs="+", default=list(export.PRECISIONS),
                         choices=list(export.PRECISIONS))
     parser.add_argument("--log", help="the training command's console log, kept as training_log.txt")

@@ -9,7 +9,8 @@ EXTRAS ?= dev,litert,backends,reference
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
-.PHONY: install test unit-test notebook-test tutorial format-notebooks benchmarks reference clean
+.PHONY: install test lint format unit-test notebook-test tutorial format-notebooks benchmarks reference clean
+LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks
 
 install: $(VENV)/.installed
 
@@ -23,8 +24,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# Unit tests, then every notebook through nbval, in quick mode; prints the slowest items.
-test: install
+# Lint and format check (ruff), unit tests, then every notebook through nbval, in quick mode;
+# prints the slowest items.
+test: install lint
 	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) \
 		--nbval-lax --nbval-current-env --durations=20
 
@@ -45,6 +47,17 @@ tutorial: install
 		echo "$$nb: $$(( $$(date +%s) - start ))s"; \
 	done
 	@echo "Executed notebooks: $(EXECUTED)/"
+
+# ruff: lint and format check of the code and the notebooks' code cells (settings in pyproject).
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+# Format and fix what ruff can, then strip and normalise the notebooks.
+format: install
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/python tools/clean_notebooks.py $(NOTEBOOKS)
 
 # Strip outputs and normalise metadata of the committed notebooks.
 format-notebooks: install

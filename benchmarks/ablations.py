@@ -33,8 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
-COLUMNS = ("name", "change", "seed", "epochs", "val_accuracy", "macro_f1", "train_time_s",
-           "images_per_s", "params", "macs")
+COLUMNS = (
+    "name",
+    "change",
+    "seed",
+    "epochs",
+    "val_accuracy",
+    "macro_f1",
+    "train_time_s",
+    "images_per_s",
+    "params",
+    "macs",
+)
 SPLIT_SEED = 42
 
 # The baseline recipe, spelled out so that later changes to the `cpu` preset do not move it.
@@ -52,8 +62,11 @@ RUNS = {
     "mixup": ("MixUp (alpha 0.2) after flips and shifts", {"augmentation": "mixup"}, None),
     "cutmix": ("CutMix (alpha 1.0) after flips and shifts", {"augmentation": "cutmix"}, None),
     "no-label-smoothing": ("no label smoothing", {"label_smoothing": 0.0}, None),
-    "medium-augmentation": ("medium policy (colour, rotation, zoom)",
-                            {"augmentation": "medium"}, None),
+    "medium-augmentation": (
+        "medium policy (colour, rotation, zoom)",
+        {"augmentation": "medium"},
+        None,
+    ),
     "no-augmentation": ("no augmentation", {"augmentation": "none"}, None),
     "bilinear-shifts": ("sub-pixel (bilinear) shifts", {"augmentation": "light_bilinear"}, None),
     "baseline-seed44": ("the baseline, seed 44", {"seed": 44}, None),
@@ -98,12 +111,20 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
     if overrides is None and not finished:
         raise SystemExit(f"{name} evaluates the baseline's checkpoint; run 'baseline' first.")
     if not finished:
-        training.train("cpu", run_dir=run_dir, dataset=dataset, resume=True, print_fn=print_fn,
-                       epochs=epochs, **{**BASELINE, **overrides})
+        training.train(
+            "cpu",
+            run_dir=run_dir,
+            dataset=dataset,
+            resume=True,
+            print_fn=print_fn,
+            epochs=epochs,
+            **{**BASELINE, **overrides},
+        )
         keep_run_files(run_dir, results_dir, name)
     model, metadata = training.load_run(run_dir, compile=False)
-    report = evaluation.evaluate(model, dataset.x_val, dataset.y_val, dataset.class_names,
-                                 flip=tta == "flip")
+    report = evaluation.evaluate(
+        model, dataset.x_val, dataset.y_val, dataset.class_names, flip=tta == "flip"
+    )
     config = json.loads((run_dir / "config.json").read_text())
     history = training.read_history(run_dir)
     # Summed per epoch from history.csv, so interrupted and resumed sessions all count.
@@ -128,10 +149,17 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--data-dir", help="dataset folder (default $MOBILEVIT_DATA_DIR)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "artifacts" / "ablations")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS,
-                        help="where ablations.csv and the runs' files go")
-    parser.add_argument("--max-per-class", type=int,
-                        help="train on a subset (a smoke test of the runner, not a measurement)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="where ablations.csv and the runs' files go",
+    )
+    parser.add_argument(
+        "--max-per-class",
+        type=int,
+        help="train on a subset (a smoke test of the runner, not a measurement)",
+    )
     parser.add_argument("--redo", action="store_true", help="measure rows already in the CSV again")
     parser.add_argument("--list", action="store_true", help="print the runs and exit")
     args = parser.parse_args(argv)
@@ -142,8 +170,9 @@ def main(argv=None):
 
     from mobilevit_utils import data
 
-    dataset = data.load_dataset(args.data_dir, validation_split=0.1, seed=SPLIT_SEED,
-                                max_per_class=args.max_per_class)
+    dataset = data.load_dataset(
+        args.data_dir, validation_split=0.1, seed=SPLIT_SEED, max_per_class=args.max_per_class
+    )
     csv_path = args.results_dir / "ablations.csv"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     rows = read_rows(csv_path)
@@ -152,8 +181,14 @@ def main(argv=None):
             print(f"{name}: done (val_accuracy {rows[name]['val_accuracy']})")
             continue
         print(f"{name}: {RUNS[name][0]}", flush=True)
-        rows[name] = measure(name, dataset, args.epochs, args.runs_dir, args.results_dir,
-                             print_fn=lambda line: print(f"  {line}", flush=True))
+        rows[name] = measure(
+            name,
+            dataset,
+            args.epochs,
+            args.runs_dir,
+            args.results_dir,
+            print_fn=lambda line: print(f"  {line}", flush=True),
+        )
         write_rows(rows, csv_path)
         print(f"{name}: val_accuracy {rows[name]['val_accuracy']}", flush=True)
 

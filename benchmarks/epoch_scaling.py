@@ -44,7 +44,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="finished run folders of one recipe")
     parser.add_argument("--target", type=float, default=0.90, help="accuracy to extrapolate to")
-    parser.add_argument("--keep", help="copy each run's small files here (commit them with the output)")
+    parser.add_argument(
+        "--keep", help="copy each run's small files here (commit them with the output)"
+    )
     args = parser.parse_args(argv)
     try:
         runs = sorted((read_run(r) for r in args.runs), key=lambda r: r["epochs"])
@@ -59,27 +61,40 @@ def main(argv=None):
             for name in RUN_FILES:
                 shutil.copy2(Path(run_dir) / name, kept / name)
 
-    print(f"{'run':28s} {'epochs':>6s} {'best val acc':>12s} {'best epoch':>10s} {'wall h':>6s} {'h/epoch':>7s}")
+    print(
+        f"{'run':28s} {'epochs':>6s} {'best val acc':>12s} {'best epoch':>10s} {'wall h':>6s} {'h/epoch':>7s}"
+    )
     for r in runs:
-        print(f"{r['run']:28s} {r['epochs']:6d} {r['accuracy']:12.2%} {r['best_epoch']:10d} "
-              f"{r['hours']:6.2f} {r['hours'] / r['epochs']:7.3f}")
+        print(
+            f"{r['run']:28s} {r['epochs']:6d} {r['accuracy']:12.2%} {r['best_epoch']:10d} "
+            f"{r['hours']:6.2f} {r['hours'] / r['epochs']:7.3f}"
+        )
     gains = []
     for small, large in zip(runs, runs[1:]):
-        gains.append((large["accuracy"] - small["accuracy"]) / math.log2(large["epochs"] / small["epochs"]))
-        print(f"{small['epochs']} -> {large['epochs']} epochs: {100 * gains[-1]:+.2f} points per doubling")
+        gains.append(
+            (large["accuracy"] - small["accuracy"]) / math.log2(large["epochs"] / small["epochs"])
+        )
+        print(
+            f"{small['epochs']} -> {large['epochs']} epochs: {100 * gains[-1]:+.2f} points per doubling"
+        )
     last = runs[-1]
     if gains[-1] <= 0:
         print("the last doubling gained nothing: no extrapolation")
         return
     epochs = last["epochs"] * 2 ** ((args.target - last["accuracy"]) / gains[-1])
     hours_per_epoch = last["hours"] / last["epochs"]
-    print(f"{args.target:.0%} needs at least {epochs:.0f} epochs = {epochs * hours_per_epoch:.1f} h at "
-          f"{hours_per_epoch * 60:.1f} min/epoch, if every further doubling gained as much as the last")
+    print(
+        f"{args.target:.0%} needs at least {epochs:.0f} epochs = {epochs * hours_per_epoch:.1f} h at "
+        f"{hours_per_epoch * 60:.1f} min/epoch, if every further doubling gained as much as the last"
+    )
     if len(gains) >= 2 and 0 < gains[-1] < gains[-2]:
         ratio = gains[-1] / gains[-2]
         ceiling = last["accuracy"] + gains[-1] * ratio / (1 - ratio)
-        print(f"if each doubling gains {ratio:.2f}x the previous one's points (as the last two did), "
-              f"accuracy levels off near {ceiling:.1%}")
+        print(
+            f"if each doubling gains {ratio:.2f}x the previous one's points (as the last two did), "
+            f"accuracy levels off near {ceiling:.1%}"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -12,8 +12,9 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mobilevit_utils import augmentation, data  # noqa: E402
 from train_throughput import train_images_per_second  # noqa: E402
+
+from mobilevit_utils import augmentation, data  # noqa: E402
 
 
 def main():
@@ -27,16 +28,24 @@ def main():
     dataset = data.load_dataset(max_per_class=1000)
     config = augmentation.get_augmentation(args.augmentation)
     pipeline = data.make_pipeline(
-        dataset.x_train, dataset.y_train, args.batch_size, num_classes=dataset.num_classes,
-        training=True, augmenter=augmentation.build_augmenter(config, 0),
+        dataset.x_train,
+        dataset.y_train,
+        args.batch_size,
+        num_classes=dataset.num_classes,
+        training=True,
+        augmenter=augmentation.build_augmenter(config, 0),
         mixer=augmentation.build_mixer(config, 0),
     ).repeat()
     pipeline_speed = data.measure_throughput(pipeline, max_batches=args.batches)
     model_speed, _, _ = train_images_per_second(args.variant, args.batch_size, steps=5)
     print(f"augmentation        {args.augmentation}")
     print(f"input pipeline      {pipeline_speed:,.0f} images/s")
-    print(f"model training      {model_speed:,.1f} images/s ({args.variant}, batch {args.batch_size})")
-    print(f"ratio               {pipeline_speed / model_speed:.1f}x (>= 5 means the pipeline is not the bottleneck)")
+    print(
+        f"model training      {model_speed:,.1f} images/s ({args.variant}, batch {args.batch_size})"
+    )
+    print(
+        f"ratio               {pipeline_speed / model_speed:.1f}x (>= 5 means the pipeline is not the bottleneck)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,16 +29,31 @@ def main():
     rng = np.random.default_rng(0)
     calibration = rng.integers(0, 256, size=(64, *model.input_shape[1:])).astype("float32")
     image = calibration[:1]
-    rows = [("keras (tf.function)", None, export.median_latency_ms(export.keras_inference_fn(model), image, args.runs))]
+    rows = [
+        (
+            "keras (tf.function)",
+            None,
+            export.median_latency_ms(export.keras_inference_fn(model), image, args.runs),
+        )
+    ]
     with tempfile.TemporaryDirectory() as out:
-        paths = export.export(model, out, export.PRECISIONS, metadata.get("class_names"), calibration, 64)
+        paths = export.export(
+            model, out, export.PRECISIONS, metadata.get("class_names"), calibration, 64
+        )
         for precision, path in paths.items():
             runner = export.TFLiteModel(path, num_threads=args.threads)
-            rows.append((f"tflite {precision}", path.stat().st_size,
-                         export.median_latency_ms(runner.predict, image, args.runs)))
+            rows.append(
+                (
+                    f"tflite {precision}",
+                    path.stat().st_size,
+                    export.median_latency_ms(runner.predict, image, args.runs),
+                )
+            )
     base = rows[0][2]
-    print(f"model {model.name}, input {model.input_shape[1:]}, batch 1, {args.runs} runs, "
-          f"{args.threads} interpreter thread(s), {os.cpu_count()} CPU cores")
+    print(
+        f"model {model.name}, input {model.input_shape[1:]}, batch 1, {args.runs} runs, "
+        f"{args.threads} interpreter thread(s), {os.cpu_count()} CPU cores"
+    )
     print(f"{'variant':<22}{'size KB':>9}{'median ms':>11}{'vs keras':>10}")
     for name, size, ms in rows:
         size_text = f"{size / 1024:.0f}" if size else "-"

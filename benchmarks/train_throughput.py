@@ -59,8 +59,9 @@ def random_batch(batch_size, shape, num_classes=10):
     return x, rng.integers(0, num_classes, size=(batch_size,))
 
 
-def train_images_per_second(variant, batch_size, steps, input_size=None, strides=None,
-                            jit_compile=False):
+def train_images_per_second(
+    variant, batch_size, steps, input_size=None, strides=None, jit_compile=False
+):
     config = models.get_variant(variant)
     if strides:
         config = config.with_strides(tuple(strides))
@@ -106,8 +107,10 @@ def profile_op_types(model, x, y, steps, top=15):
         op_type = values["type"]
         totals[op_type] = totals.get(op_type, 0.0) + values["total_self_time"]
     busy = sum(t for op, t in totals.items() if op != "IDLE")
-    print(f"profile             {steps} steps, {busy / steps / 1e3:.0f} ms busy per step "
-          "(op self-time, profiler overhead included; IDLE = a core waiting)")
+    print(
+        f"profile             {steps} steps, {busy / steps / 1e3:.0f} ms busy per step "
+        "(op self-time, profiler overhead included; IDLE = a core waiting)"
+    )
     for op_type, total in sorted(totals.items(), key=lambda item: -item[1])[:top]:
         share = f"{100 * total / busy:5.1f} % of busy" if op_type != "IDLE" else ""
         print(f"  {op_type:44s} {total / steps / 1e3:7.1f} ms  {share}")
@@ -119,22 +122,36 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--strides", type=int, nargs=6, metavar="S",
-                        help="replace the variant's strides (stem, stage1..stage5)")
+    parser.add_argument(
+        "--strides",
+        type=int,
+        nargs=6,
+        metavar="S",
+        help="replace the variant's strides (stem, stage1..stage5)",
+    )
     parser.add_argument("--dtype-policy", default=None, help="e.g. mixed_bfloat16")
-    parser.add_argument("--stock-batchnorm", action="store_true",
-                        help="train with keras.layers.BatchNormalization's unfused ops")
-    parser.add_argument("--jit-compile", action="store_true",
-                        help="compile the training step with XLA (Keras' default on CPU: off)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also print time per op type (TensorFlow backend)")
+    parser.add_argument(
+        "--stock-batchnorm",
+        action="store_true",
+        help="train with keras.layers.BatchNormalization's unfused ops",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="compile the training step with XLA (Keras' default on CPU: off)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print time per op type (TensorFlow backend)"
+    )
     args = parser.parse_args()
     if args.dtype_policy:
         keras.config.set_dtype_policy(args.dtype_policy)
     if args.stock_batchnorm:
         BatchNorm.fused_on_tensorflow = False
     if args.profile and keras.backend.backend() != "tensorflow":
-        raise SystemExit("--profile reads TensorFlow's profiler: run with KERAS_BACKEND=tensorflow.")
+        raise SystemExit(
+            "--profile reads TensorFlow's profiler: run with KERAS_BACKEND=tensorflow."
+        )
 
     # Measured before and after the training step, keeping the higher: on a shared machine a
     # neighbour's burst during one measurement would otherwise inflate the fraction below.
@@ -146,9 +163,11 @@ def main():
     achieved = images_per_s * macs * 2 * 3
     print(f"backend             {keras.backend.backend()} ({os.cpu_count()} CPU cores)")
     strides = tuple(args.strides or models.get_variant(args.variant).strides)
-    print(f"model               {model.name}, strides {strides}, "
-          f"input {model.input_shape[1:]}, batch {args.batch_size}, dtype policy {keras.config.dtype_policy().name}"
-          + (", XLA" if args.jit_compile else ""))
+    print(
+        f"model               {model.name}, strides {strides}, "
+        f"input {model.input_shape[1:]}, batch {args.batch_size}, dtype policy {keras.config.dtype_policy().name}"
+        + (", XLA" if args.jit_compile else "")
+    )
     fused = not args.stock_batchnorm and keras.backend.backend() == "tensorflow"
     norm = "fused on TensorFlow" if fused else "keras.layers.BatchNormalization path"
     print(f"batch norm          {norm}")
@@ -156,7 +175,9 @@ def main():
     print(f"training            {images_per_s:.1f} images/s")
     print(f"                    {3600 * images_per_s / 45000:.1f} epochs/hour of 45,000 images")
     print(f"matmul float32      {peak / 1e9:.1f} GFLOP/s (1024x1024)")
-    print(f"training FLOP/s     {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f} % of matmul")
+    print(
+        f"training FLOP/s     {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / peak:.1f} % of matmul"
+    )
     if args.profile:
         profile_op_types(model, *random_batch(args.batch_size, model.input_shape[1:]), steps=5)
 

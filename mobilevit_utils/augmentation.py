@@ -59,10 +59,19 @@ POLICIES = {
     "light_bilinear": AugmentationConfig(translate_interpolation="bilinear"),
     "mixup": AugmentationConfig(mix="mixup", mix_alpha=0.2),
     "cutmix": AugmentationConfig(mix="cutmix", mix_alpha=1.0),
-    "medium": AugmentationConfig(rotation=0.04, zoom=0.1, brightness=0.15, contrast=0.15,
-                                 saturation=0.15, hue=0.03),
-    "strong": AugmentationConfig(rotation=0.06, zoom=0.15, brightness=0.2, contrast=0.2,
-                                 saturation=0.2, hue=0.05, mix="cutmix", mix_alpha=1.0),
+    "medium": AugmentationConfig(
+        rotation=0.04, zoom=0.1, brightness=0.15, contrast=0.15, saturation=0.15, hue=0.03
+    ),
+    "strong": AugmentationConfig(
+        rotation=0.06,
+        zoom=0.15,
+        brightness=0.2,
+        contrast=0.2,
+        saturation=0.2,
+        hue=0.05,
+        mix="cutmix",
+        mix_alpha=1.0,
+    ),
 }
 
 
@@ -74,7 +83,9 @@ def get_augmentation(policy):
     if policy is None:
         return POLICIES["none"]
     if policy not in POLICIES:
-        raise ValueError(f"Unknown augmentation policy {policy!r}; expected one of {list(POLICIES)}.")
+        raise ValueError(
+            f"Unknown augmentation policy {policy!r}; expected one of {list(POLICIES)}."
+        )
     return POLICIES[policy]
 
 
@@ -85,28 +96,55 @@ def transform_layers(config, seed=None):
     if config.flip:
         out.append(("flip", layers.RandomFlip("horizontal", seed=seed, dtype=DTYPE, name="flip")))
     if config.translate:
-        out.append(("translate", layers.RandomTranslation(
-            config.translate, config.translate, fill_mode="reflect",
-            interpolation=config.translate_interpolation, seed=seed, dtype=DTYPE,
-            name="translate")))
+        out.append(
+            (
+                "translate",
+                layers.RandomTranslation(
+                    config.translate,
+                    config.translate,
+                    fill_mode="reflect",
+                    interpolation=config.translate_interpolation,
+                    seed=seed,
+                    dtype=DTYPE,
+                    name="translate",
+                ),
+            )
+        )
     if config.rotation:
-        out.append(("rotation", layers.RandomRotation(
-            config.rotation, fill_mode="reflect", seed=seed, dtype=DTYPE, name="rotation")))
+        out.append(
+            (
+                "rotation",
+                layers.RandomRotation(
+                    config.rotation, fill_mode="reflect", seed=seed, dtype=DTYPE, name="rotation"
+                ),
+            )
+        )
     if config.zoom:
-        out.append(("zoom", layers.RandomZoom(
-            config.zoom, fill_mode="reflect", seed=seed, dtype=DTYPE, name="zoom")))
+        out.append(
+            (
+                "zoom",
+                layers.RandomZoom(
+                    config.zoom, fill_mode="reflect", seed=seed, dtype=DTYPE, name="zoom"
+                ),
+            )
+        )
     colour = {k: getattr(config, k) for k in ("brightness", "contrast", "saturation", "hue")}
     if any(colour.values()):
-        out.append(("colour", layers.RandomColorJitter(
-            value_range=VALUE_RANGE,
-            brightness_factor=colour["brightness"] or None,
-            contrast_factor=colour["contrast"] or None,
-            saturation_factor=_saturation_factor(colour["saturation"]),
-            hue_factor=colour["hue"] or None,
-            seed=seed,
-            dtype=DTYPE,
-            name="colour",
-        )))
+        out.append(
+            (
+                "colour",
+                layers.RandomColorJitter(
+                    value_range=VALUE_RANGE,
+                    brightness_factor=colour["brightness"] or None,
+                    contrast_factor=colour["contrast"] or None,
+                    saturation_factor=_saturation_factor(colour["saturation"]),
+                    hue_factor=colour["hue"] or None,
+                    seed=seed,
+                    dtype=DTYPE,
+                    name="colour",
+                ),
+            )
+        )
     return out
 
 

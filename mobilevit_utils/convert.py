@@ -184,9 +184,7 @@ def load_torch_state_dict(model, state_dict):
             continue
         assignments.append((variable, value))
 
-    unexpected = sorted(
-        k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES)
-    )
+    unexpected = sorted(k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES))
     if missing or unexpected or mismatched:
         problems = [
             _summarise(title, items)
@@ -198,7 +196,8 @@ def load_torch_state_dict(model, state_dict):
             if items
         ]
         raise WeightMismatchError(
-            f"State dict does not match {model.name}: " + "; ".join(problems)
+            f"State dict does not match {model.name}: "
+            + "; ".join(problems)
             + ". Build the variant (xxs/xs/s) and num_classes of the checkpoint."
         )
     for variable, value in assignments:

@@ -28,7 +28,16 @@ from mobilevit_utils.environment import DATA_ENV, display_path
 from mobilevit_utils.environment import data_dir as default_data_dir
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 CACHE_VERSION = 1
@@ -106,7 +115,9 @@ def resolve_local_root(path):
     for child in sorted(p for p in path.iterdir() if p.is_dir()):
         if _has_class_tree(child) and any((child / split).is_dir() for split in SPLITS):
             return child
-    archives = sorted(path.glob("*.tar")) + sorted(path.glob("*.tar.gz")) + sorted(path.glob("*.tgz"))
+    archives = (
+        sorted(path.glob("*.tar")) + sorted(path.glob("*.tar.gz")) + sorted(path.glob("*.tgz"))
+    )
     if archives:
         return resolve_local_root(_extract(archives[0]))
     raise DataError(
@@ -123,7 +134,8 @@ def _has_class_tree(path):
     roots = [path / split for split in SPLITS if (path / split).is_dir()] or [path]
     return any(
         child.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
-        for root in roots for child in root.iterdir()
+        for root in roots
+        for child in root.iterdir()
     )
 
 
@@ -174,8 +186,9 @@ def _decode(path, image_size):
     import keras
 
     try:
-        image = keras.utils.load_img(path, color_mode="rgb", target_size=image_size,
-                                     interpolation="bilinear")
+        image = keras.utils.load_img(
+            path, color_mode="rgb", target_size=image_size, interpolation="bilinear"
+        )
         return np.asarray(image, dtype="uint8")
     except Exception as error:  # PIL raises several types for broken files
         raise BadImageError(f"Cannot decode image {path}: {error}") from None
@@ -229,8 +242,9 @@ def _take_per_class(paths, labels, max_per_class):
     return [paths[i] for i in keep], labels[keep]
 
 
-def load_split_folder(root, class_names=None, image_size=None, max_per_class=None,
-                      on_error="raise", cache=True):
+def load_split_folder(
+    root, class_names=None, image_size=None, max_per_class=None, on_error="raise", cache=True
+):
     """Decode `root/<class>/*` (one split) through the `.npz` cache.
 
     Returns (images, labels, class_names, skipped_paths).
@@ -238,7 +252,9 @@ def load_split_folder(root, class_names=None, image_size=None, max_per_class=Non
     paths, labels, class_names = list_image_folder(root, class_names)
     paths, labels = _take_per_class(paths, labels, max_per_class)
     key = _cache_key(paths, tuple(image_size or ()), on_error, class_names)
-    cache_file = default_data_dir() / "cache" / f"{Path(root).parent.name}-{Path(root).name}-{key}.npz"
+    cache_file = (
+        default_data_dir() / "cache" / f"{Path(root).parent.name}-{Path(root).name}-{key}.npz"
+    )
     if cache and cache_file.exists():
         with np.load(cache_file, allow_pickle=False) as stored:
             return stored["x"], stored["y"], class_names, tuple(stored["skipped"].tolist())
@@ -276,8 +292,16 @@ def stratified_split(x, y, validation_split=0.1, seed=42):
     return x_train, y_train, x_val, y_val
 
 
-def load_image_folder(path, validation_split=0.1, seed=42, image_size=None, max_per_class=None,
-                      on_error="raise", class_names=None, cache=True):
+def load_image_folder(
+    path,
+    validation_split=0.1,
+    seed=42,
+    image_size=None,
+    max_per_class=None,
+    on_error="raise",
+    class_names=None,
+    cache=True,
+):
     """A local dataset: `train/` (or class folders directly) and optional `test/`."""
     root = resolve_local_root(path)
     train_root = root / "train" if (root / "train").is_dir() else root
@@ -287,8 +311,15 @@ def load_image_folder(path, validation_split=0.1, seed=42, image_size=None, max_
     if image_size is None:
         image_size = x.shape[1:3]  # a test split must match the training images
     x_train, y_train, x_val, y_val = stratified_split(x, y, validation_split, seed)
-    data = ImageDataset(x_train, y_train, x_val, y_val, class_names, source=display_path(root),
-                        skipped_files=skipped)
+    data = ImageDataset(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        class_names,
+        source=display_path(root),
+        skipped_files=skipped,
+    )
     if (root / "test").is_dir():
         data.x_test, data.y_test, _, skipped_test = load_split_folder(
             root / "test", class_names, image_size, max_per_class, on_error, cache
@@ -313,18 +344,38 @@ def load_cifar10_download(validation_split=0.1, seed=42, max_per_class=None):
     if max_per_class:
         idx_train = _per_class_indices(y_train, max_per_class)
         idx_test = _per_class_indices(y_test, max(1, max_per_class // 5))
-        x_train, y_train, x_test, y_test = x_train[idx_train], y_train[idx_train], x_test[idx_test], y_test[idx_test]
+        x_train, y_train, x_test, y_test = (
+            x_train[idx_train],
+            y_train[idx_train],
+            x_test[idx_test],
+            y_test[idx_test],
+        )
     x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, validation_split, seed)
-    return ImageDataset(x_train, y_train, x_val, y_val, CIFAR10_CLASSES, "keras.datasets.cifar10",
-                        x_test=x_test, y_test=y_test)
+    return ImageDataset(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        CIFAR10_CLASSES,
+        "keras.datasets.cifar10",
+        x_test=x_test,
+        y_test=y_test,
+    )
 
 
 def _per_class_indices(labels, count):
     return np.sort(np.concatenate([np.flatnonzero(labels == c)[:count] for c in np.unique(labels)]))
 
 
-def load_dataset(data_dir=None, validation_split=0.1, seed=42, image_size=None,
-                 max_per_class=None, on_error="raise", class_names=None):
+def load_dataset(
+    data_dir=None,
+    validation_split=0.1,
+    seed=42,
+    image_size=None,
+    max_per_class=None,
+    on_error="raise",
+    class_names=None,
+):
     """Load the dataset the project trains on (see the module docstring for the order).
 
     Args:
@@ -337,8 +388,9 @@ def load_dataset(data_dir=None, validation_split=0.1, seed=42, image_size=None,
     """
     data_dir = data_dir or os.environ.get(DATA_ENV) or None
     if data_dir:
-        return load_image_folder(data_dir, validation_split, seed, image_size, max_per_class,
-                                 on_error, class_names)
+        return load_image_folder(
+            data_dir, validation_split, seed, image_size, max_per_class, on_error, class_names
+        )
     return load_cifar10_download(validation_split, seed, max_per_class)
 
 
@@ -383,8 +435,18 @@ def imbalanced_subset(x, y, keep_fractions, seed=0):
 # Input pipelines
 
 
-def make_pipeline(x, y, batch_size, num_classes=None, training=False, augmenter=None,
-                  mixer=None, soft_labels=None, seed=42, parallel=False):
+def make_pipeline(
+    x,
+    y,
+    batch_size,
+    num_classes=None,
+    training=False,
+    augmenter=None,
+    mixer=None,
+    soft_labels=None,
+    seed=42,
+    parallel=False,
+):
     """A `tf.data.Dataset` of (float32 images in 0-255, labels) batches.
 
     Training pipelines shuffle (seeded, reshuffled every epoch), drop the last partial batch,
@@ -421,6 +483,7 @@ def make_pipeline(x, y, batch_size, num_classes=None, training=False, augmenter=
     parallel_map = {"num_parallel_calls": autotune, "deterministic": False} if parallel else {}
     ds = ds.map(to_float, **parallel_map)
     if training and mixer is not None:
+
         def mix(images, labels):
             mixed = mixer({"images": images, "labels": labels}, training=True)
             return mixed["images"], mixed["labels"]
@@ -436,11 +499,24 @@ def _array_batches_class():
         """The same batches as `make_pipeline` without TensorFlow (JAX/PyTorch-only installs):
         a `keras.utils.PyDataset` over in-memory arrays; augmentation runs in the backend."""
 
-        def __init__(self, x, y, batch_size, num_classes=None, training=False, augmenter=None,
-                     mixer=None, soft_labels=None, seed=42, parallel=False, **kwargs):
+        def __init__(
+            self,
+            x,
+            y,
+            batch_size,
+            num_classes=None,
+            training=False,
+            augmenter=None,
+            mixer=None,
+            soft_labels=None,
+            seed=42,
+            parallel=False,
+            **kwargs,
+        ):
             # PyDataset's workers prepare batches in parallel threads (its own prefetching).
-            super().__init__(**({"workers": 4, "use_multiprocessing": False} if parallel else {}),
-                             **kwargs)
+            super().__init__(
+                **({"workers": 4, "use_multiprocessing": False} if parallel else {}), **kwargs
+            )
             self.x, self.y = x, np.asarray(y, dtype="int32")
             self.batch_size, self.num_classes, self.training = batch_size, num_classes, training
             self.augmenter, self.mixer = augmenter, mixer
@@ -458,7 +534,7 @@ def _array_batches_class():
                 self.rng.shuffle(self.order)
 
         def __getitem__(self, index):
-            idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+            idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
             images = self.x[idx].astype("float32")
             labels = self.y[idx]
             if self.training and self.augmenter is not None:
@@ -498,11 +574,18 @@ def feature_views(images):
     hsv = ops.convert_to_numpy(ops.image.rgb_to_hsv(rgb))
     # BT.601 luma/chroma; U and V are shifted from [-0.5, 0.5] to [0, 1] for display.
     yuv = np.asarray(rgb) @ np.array(
-        [[0.299, -0.14714119, 0.61497538], [0.587, -0.28886916, -0.51496512],
-         [0.114, 0.43601035, -0.10001026]], dtype="float32")
+        [
+            [0.299, -0.14714119, 0.61497538],
+            [0.587, -0.28886916, -0.51496512],
+            [0.114, 0.43601035, -0.10001026],
+        ],
+        dtype="float32",
+    )
     sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype="float32")
     kernel = np.stack([sobel_x, sobel_x.T], axis=-1)[:, :, None, :]  # (3, 3, 1, 2)
-    edges = ops.convert_to_numpy(ops.conv(gray, keras.ops.convert_to_tensor(kernel), padding="same"))
+    edges = ops.convert_to_numpy(
+        ops.conv(gray, keras.ops.convert_to_tensor(kernel), padding="same")
+    )
     magnitude = np.sqrt((edges**2).sum(-1))
     return {
         "grayscale": ops.convert_to_numpy(gray)[..., 0],

@@ -99,8 +99,10 @@ def backend_problem():
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow").strip()
     if backend not in BACKENDS:
-        return (f"KERAS_BACKEND={backend!r} is not a backend mobilevit-keras supports; "
-                f"set it to one of {', '.join(BACKENDS)}")
+        return (
+            f"KERAS_BACKEND={backend!r} is not a backend mobilevit-keras supports; "
+            f"set it to one of {', '.join(BACKENDS)}"
+        )
     if importlib.util.find_spec(backend) is None:
         extra = "" if backend == "tensorflow" else " (pip install -e .[backends])"
         return f"KERAS_BACKEND={backend} but {backend} is not installed{extra}"
@@ -137,7 +139,9 @@ def check_versions():
             warnings.warn(
                 f"{name} {found} is installed; mobilevit-keras is tested with "
                 f"{tested[0]}.{tested[1]}. If something breaks, `pip install -e .` installs the "
-                "tested versions (restart the kernel afterwards).", stacklevel=2)
+                "tested versions (restart the kernel afterwards).",
+                stacklevel=2,
+            )
     return versions
 
 

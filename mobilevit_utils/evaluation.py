@@ -22,7 +22,6 @@ from mobilevit_utils.inference import (  # noqa: F401  (part of this module's AP
     softmax,
 )
 
-
 # --------------------------------------------------------------------------------------------
 # Metrics
 
@@ -69,12 +68,20 @@ def calibration(y_true, probabilities, bins=15):
     rows = []
     for b in range(bins):
         mask = index == b
-        rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "count": int(mask.sum()),
-                     "confidence": float(confidence[mask].mean()) if mask.any() else np.nan,
-                     "accuracy": float(correct[mask].mean()) if mask.any() else np.nan})
+        rows.append(
+            {
+                "bin_low": edges[b],
+                "bin_high": edges[b + 1],
+                "count": int(mask.sum()),
+                "confidence": float(confidence[mask].mean()) if mask.any() else np.nan,
+                "accuracy": float(correct[mask].mean()) if mask.any() else np.nan,
+            }
+        )
     table = pd.DataFrame(rows)
     filled = table[table["count"] > 0]
-    ece = float((filled["count"] * (filled["confidence"] - filled["accuracy"]).abs()).sum() / len(y_true))
+    ece = float(
+        (filled["count"] * (filled["confidence"] - filled["accuracy"]).abs()).sum() / len(y_true)
+    )
     return ece, table
 
 
@@ -87,21 +94,35 @@ def evaluate_predictions(y_true, probabilities, class_names):
     labels = np.arange(len(class_names))
     y_pred = probabilities.argmax(-1)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
-    per_class = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
-                              "support": support}, index=pd.Index(list(class_names), name="class"))
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    per_class = pd.DataFrame(
+        {"precision": precision, "recall": recall, "f1": f1, "support": support},
+        index=pd.Index(list(class_names), name="class"),
+    )
     # With 5 classes or fewer every label is in the top 5.
-    top5 = (metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels)
-            if len(class_names) > 5 else 1.0)
+    top5 = (
+        metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels)
+        if len(class_names) > 5
+        else 1.0
+    )
     ece, reliability = calibration(y_true, probabilities)
     return EvaluationReport(
-        class_names=tuple(class_names), y_true=y_true, probabilities=probabilities,
+        class_names=tuple(class_names),
+        y_true=y_true,
+        probabilities=probabilities,
         accuracy=float(metrics.accuracy_score(y_true, y_pred)),
         top5_accuracy=float(top5),
-        macro_f1=float(metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        weighted_f1=float(metrics.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        macro_f1=float(
+            metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+        weighted_f1=float(
+            metrics.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+        ),
         confusion=metrics.confusion_matrix(y_true, y_pred, labels=labels),
-        per_class=per_class, expected_calibration_error=ece, reliability=reliability,
+        per_class=per_class,
+        expected_calibration_error=ece,
+        reliability=reliability,
     )
 
 
@@ -115,9 +136,17 @@ def confused_pairs(report, top=10):
     import pandas as pd
 
     cm = report.confusion
-    rows = [{"true": report.class_names[i], "predicted": report.class_names[j], "count": int(cm[i, j]),
-             "share of true class": cm[i, j] / max(cm[i].sum(), 1)}
-            for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
+    rows = [
+        {
+            "true": report.class_names[i],
+            "predicted": report.class_names[j],
+            "count": int(cm[i, j]),
+            "share of true class": cm[i, j] / max(cm[i].sum(), 1),
+        }
+        for i in range(len(cm))
+        for j in range(len(cm))
+        if i != j and cm[i, j] > 0
+    ]
     table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share of true class"])
     return table.sort_values("count", ascending=False).head(top).reset_index(drop=True)
 
@@ -146,15 +175,24 @@ def write_report(report, out_dir, images=None, title=""):
     table.to_csv(out_dir / "classification_report.csv", float_format="%.4f")
     confused_pairs(report).to_csv(out_dir / "confused_pairs.csv", index=False, float_format="%.4f")
     figures = {
-        "confusion_matrix": plots.confusion_matrix_figure(report.confusion, report.class_names, False, title),
-        "confusion_matrix_normalized": plots.confusion_matrix_figure(report.confusion, report.class_names, True, title),
-        "reliability": plots.reliability_figure(report.reliability, report.expected_calibration_error),
+        "confusion_matrix": plots.confusion_matrix_figure(
+            report.confusion, report.class_names, False, title
+        ),
+        "confusion_matrix_normalized": plots.confusion_matrix_figure(
+            report.confusion, report.class_names, True, title
+        ),
+        "reliability": plots.reliability_figure(
+            report.reliability, report.expected_calibration_error
+        ),
     }
     if images is not None:
         index = confident_mistakes(report)
         figures["misclassified"] = plots.mistakes_figure(
-            images[index], [report.class_names[i] for i in report.y_true[index]],
-            [report.class_names[i] for i in report.y_pred[index]], report.probabilities[index].max(-1))
+            images[index],
+            [report.class_names[i] for i in report.y_true[index]],
+            [report.class_names[i] for i in report.y_pred[index]],
+            report.probabilities[index].max(-1),
+        )
     return {name: plots.save(fig, out_dir / f"{name}.png") for name, fig in figures.items()}
 
 
@@ -168,12 +206,17 @@ def training_dataset(metadata, data_dir=None):
     class_names = metadata["class_names"]
     size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
     dataset = data_lib.load_dataset(
-        data_dir, validation_split=metadata.get("validation_split", 0.1),
-        seed=metadata.get("seed", 42), image_size=size, max_per_class=metadata.get("max_per_class"),
-        class_names=tuple(class_names) if data_dir else None)
+        data_dir,
+        validation_split=metadata.get("validation_split", 0.1),
+        seed=metadata.get("seed", 42),
+        image_size=size,
+        max_per_class=metadata.get("max_per_class"),
+        class_names=tuple(class_names) if data_dir else None,
+    )
     if list(dataset.class_names) != list(class_names):
         raise data_lib.DataError(
-            f"Dataset classes {list(dataset.class_names)} differ from the model's {list(class_names)}.")
+            f"Dataset classes {list(dataset.class_names)} differ from the model's {list(class_names)}."
+        )
     return dataset
 
 
@@ -183,8 +226,10 @@ def evaluation_data(metadata, data_dir=None, split="test"):
     there is carved from `train/` as training did); else the project's dataset."""
     class_names = metadata.get("class_names")
     if not class_names:
-        raise ValueError("The model has no class names in its metadata (metadata.json beside the "
-                         ".keras file, or <model>.json beside a .tflite file).")
+        raise ValueError(
+            "The model has no class names in its metadata (metadata.json beside the "
+            ".keras file, or <model>.json beside a .tflite file)."
+        )
     if data_dir:
         size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
         root = data_lib.resolve_local_root(data_dir)

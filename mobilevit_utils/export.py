@@ -53,7 +53,9 @@ def _tf():
     try:
         import tensorflow as tf
     except ImportError:
-        raise ExportError("TFLite conversion needs TensorFlow: pip install tensorflow==2.21.0") from None
+        raise ExportError(
+            "TFLite conversion needs TensorFlow: pip install tensorflow==2.21.0"
+        ) from None
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -77,7 +79,8 @@ def _saved_model(model, directory, batch_one):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        "serve", lambda image: {"logits": model(image, training=False)},
+        "serve",
+        lambda image: {"logits": model(image, training=False)},
         input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
     )
     logger = tf.get_logger()
@@ -98,8 +101,14 @@ def unsupported_ops(message):
     return sorted(names)
 
 
-def to_flatbuffer(model, precision="fp32", calibration_images=None,
-            num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True, saved_model_dir=None):
+def to_flatbuffer(
+    model,
+    precision="fp32",
+    calibration_images=None,
+    num_calibration=DEFAULT_CALIBRATION_SAMPLES,
+    batch_one=True,
+    saved_model_dir=None,
+):
     """Convert a Keras model to TFLite bytes.
 
     Args:
@@ -116,7 +125,9 @@ def to_flatbuffer(model, precision="fp32", calibration_images=None,
     if saved_model_dir is None:
         with tempfile.TemporaryDirectory() as directory:
             _saved_model(model, directory, batch_one)
-            return to_flatbuffer(model, precision, calibration_images, num_calibration, batch_one, directory)
+            return to_flatbuffer(
+                model, precision, calibration_images, num_calibration, batch_one, directory
+            )
     tf = _tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     _configure(converter, precision, calibration_images, num_calibration)
@@ -156,9 +167,17 @@ def _configure(converter, precision, calibration_images, num_calibration):
         converter.inference_output_type = tf.int8
 
 
-def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_images=None,
-           num_calibration=DEFAULT_CALIBRATION_SAMPLES, batch_one=True, name=None,
-           preprocessing=None):
+def export(
+    model,
+    out_dir,
+    precisions=PRECISIONS,
+    class_names=None,
+    calibration_images=None,
+    num_calibration=DEFAULT_CALIBRATION_SAMPLES,
+    batch_one=True,
+    name=None,
+    preprocessing=None,
+):
     """Write `<name>_<precision>.tflite` + `.json` sidecars to `out_dir`; return their paths.
 
     `preprocessing`: the input contract written to the sidecars (default
@@ -173,8 +192,12 @@ def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_
     paths = {}
     with tempfile.TemporaryDirectory() as saved_model_dir:
         _saved_model(model, saved_model_dir, batch_one)  # once, for every precision
-        flatbuffers = {precision: to_flatbuffer(model, precision, calibration_images, num_calibration,
-                                          batch_one, saved_model_dir) for precision in precisions}
+        flatbuffers = {
+            precision: to_flatbuffer(
+                model, precision, calibration_images, num_calibration, batch_one, saved_model_dir
+            )
+            for precision in precisions
+        }
     for precision, flatbuffer in flatbuffers.items():
         path = out_dir / f"{name}_{precision}.tflite"
         path.write_bytes(flatbuffer)
@@ -190,8 +213,9 @@ def export(model, out_dir, precisions=PRECISIONS, class_names=None, calibration_
             "output": "logits (apply softmax for probabilities)",
             "input_quantization": _quantization(runner.input_details),
             "output_quantization": _quantization(runner.output_details),
-            "calibration_samples": (min(num_calibration, len(calibration_images))
-                                    if precision == "int8" else None),
+            "calibration_samples": (
+                min(num_calibration, len(calibration_images)) if precision == "int8" else None
+            ),
             "ops": sorted(set(runner.op_names())),
         }
         write_metadata(path, metadata)
@@ -203,8 +227,11 @@ def _quantization(details):
     scale, zero_point = details["quantization"]
     if not scale:
         return None
-    return {"scale": float(scale), "zero_point": int(zero_point),
-            "formula": "q = round(x / scale) + zero_point"}
+    return {
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "formula": "q = round(x / scale) + zero_point",
+    }
 
 
 def write_metadata(model_path, metadata):

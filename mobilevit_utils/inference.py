@@ -36,7 +36,9 @@ class TFLiteModel:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise ImportError("Running .tflite models needs LiteRT: pip install ai-edge-litert") from None
+            raise ImportError(
+                "Running .tflite models needs LiteRT: pip install ai-edge-litert"
+            ) from None
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"No TFLite model at {self.path}.")
@@ -59,8 +61,10 @@ class TFLiteModel:
         """The model's operators as stored in the file (before any delegate takes them over)."""
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        plain = Interpreter(model_path=str(self.path),
-                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain = Interpreter(
+            model_path=str(self.path),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
         return [op["op_name"] for op in plain._get_ops_details()]
 
     def _check(self, images):
@@ -72,8 +76,12 @@ class TFLiteModel:
                 f"{self.path.name} expects images of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {images.shape}; resize them to the model input first."
             )
-        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
-            raise ValueError(f"{self.path.name} expects uint8 or float pixels, got dtype {images.dtype}.")
+        if not (
+            np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
+        ):
+            raise ValueError(
+                f"{self.path.name} expects uint8 or float pixels, got dtype {images.dtype}."
+            )
         return images
 
     def _quantise(self, images):
@@ -94,7 +102,7 @@ class TFLiteModel:
     def predict(self, images):
         images = self._quantise(self._check(images))
         batch = int(self.input_details["shape"][0])
-        chunks = [images[i:i + 1] for i in range(len(images))] if batch == 1 else [images]
+        chunks = [images[i : i + 1] for i in range(len(images))] if batch == 1 else [images]
         outputs = []
         for chunk in chunks:
             if batch != 1 and chunk.shape[0] != self.input_details["shape"][0]:
@@ -111,8 +119,12 @@ def keras_logits(model, images, batch_size=256):
     """float32 logits of a Keras model, batch by batch."""
     import keras
 
-    outputs = [keras.ops.convert_to_numpy(model(np.asarray(images[i:i + batch_size], "float32"), training=False))
-               for i in range(0, len(images), batch_size)]
+    outputs = [
+        keras.ops.convert_to_numpy(
+            model(np.asarray(images[i : i + batch_size], "float32"), training=False)
+        )
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(outputs).astype("float32")
 
 
@@ -123,7 +135,9 @@ def load_classifier(path):
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No model at {path}; train one (notebook 03) or pass another path.")
+        raise FileNotFoundError(
+            f"No model at {path}; train one (notebook 03) or pass another path."
+        )
     if path.suffix == ".tflite":
         model = TFLiteModel(path)
         return model, dict(model.metadata)
@@ -153,12 +167,16 @@ def predict_logits(model, images, batch_size=256, flip=False):
     """
     if flip:
         images = np.asarray(images)
-        return (predict_logits(model, images, batch_size)
-                + predict_logits(model, images[:, :, ::-1], batch_size)) / 2
+        return (
+            predict_logits(model, images, batch_size)
+            + predict_logits(model, images[:, :, ::-1], batch_size)
+        ) / 2
     if not hasattr(model, "interpreter"):
         return keras_logits(model, images, batch_size)
-    outputs = [model.predict(np.asarray(images[start:start + batch_size]))
-               for start in range(0, len(images), batch_size)]
+    outputs = [
+        model.predict(np.asarray(images[start : start + batch_size]))
+        for start in range(0, len(images), batch_size)
+    ]
     return np.concatenate(outputs).astype("float32")
 
 

@@ -133,7 +133,11 @@ class BatchNorm(layers.BatchNormalization):
         import tensorflow as tf  # only reached on the TensorFlow backend
 
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            inputs, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC",
+            inputs,
+            self.gamma,
+            self.beta,
+            epsilon=self.epsilon,
+            data_format="NHWC",
             is_training=True,
         )
         # The kernel returns the unbiased (n - 1) batch variance; Keras tracks the biased one.
@@ -141,9 +145,7 @@ class BatchNorm(layers.BatchNormalization):
         variance = variance * (count - 1.0) / count
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(
-            self.moving_variance * momentum + variance * (1.0 - momentum)
-        )
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return outputs
 
 
@@ -213,9 +215,7 @@ class ConvNormAct(layers.Layer):
                 filters, kernel_size, strides, padding=padding, use_bias=False, name="conv"
             )
         self.norm = (
-            BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="norm")
-            if use_norm
-            else None
+            BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="norm") if use_norm else None
         )
         self.act = layers.Activation("silu", name="act") if use_activation else None
 
@@ -435,7 +435,10 @@ class TransformerLayer(layers.Layer):
         self.mlp_dim = int(embedding_dim * mlp_ratio)
         self.attention_norm = layers.LayerNormalization(epsilon=LN_EPSILON, name="attention_norm")
         self.attention = MHSA(
-            num_heads, embedding_dim, qkv_bias=qkv_bias, attention_drop=attention_drop,
+            num_heads,
+            embedding_dim,
+            qkv_bias=qkv_bias,
+            attention_drop=attention_drop,
             name="attention",
         )
         self.mlp_norm = layers.LayerNormalization(epsilon=LN_EPSILON, name="mlp_norm")
@@ -458,7 +461,10 @@ class TransformerLayer(layers.Layer):
         return tuple(input_shape)
 
     def count_macs(self, num_tokens):
-        return self.attention.count_macs(num_tokens) + 2 * num_tokens * self.embedding_dim * self.mlp_dim
+        return (
+            self.attention.count_macs(num_tokens)
+            + 2 * num_tokens * self.embedding_dim * self.mlp_dim
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -518,7 +524,12 @@ class MobileViTBlock(layers.Layer):
         self.kernel_size = kernel_size
         self.transformer_layers = [
             TransformerLayer(
-                embedding_dim, num_heads, mlp_ratio, qkv_bias, attention_drop, dropout,
+                embedding_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                attention_drop,
+                dropout,
                 name=f"transformer_{i}",
             )
             for i in range(num_transformer_layers)

@@ -111,8 +111,10 @@ class MobileViTConfig:
 
     def with_strides(self, strides, name=None):
         """A copy with the first strides of the stages replaced, in stage order."""
-        stages = tuple(dataclasses.replace(stage, stride=strides[i]) if i < len(strides) else stage
-                       for i, stage in enumerate(self.stages))
+        stages = tuple(
+            dataclasses.replace(stage, stride=strides[i]) if i < len(strides) else stage
+            for i, stage in enumerate(self.stages)
+        )
         return dataclasses.replace(self, name=name or self.name, stages=stages)
 
     @property
@@ -135,17 +137,34 @@ class MobileViTConfig:
         return total
 
 
-def v1_variant(name, channels, transformer_dims, expand_ratio=4.0, transformer_depths=(2, 4, 3),
-               strides=(2, 1, 2, 2, 2, 2), patch_size=2, **kwargs):
+def v1_variant(
+    name,
+    channels,
+    transformer_dims,
+    expand_ratio=4.0,
+    transformer_depths=(2, 4, 3),
+    strides=(2, 1, 2, 2, 2, 2),
+    patch_size=2,
+    **kwargs,
+):
     """The rows of a MobileViT (v1) variant from the paper's table of widths."""
     c, s = channels, strides
     stages = (
         Stage("conv", c[0], s[0]),
         Stage("mv2", c[1], s[1], depth=1, expand_ratio=expand_ratio),
         Stage("mv2", c[2], s[2], depth=3, expand_ratio=expand_ratio),
-        *(Stage("mobilevit", c[3 + i], s[3 + i], expand_ratio=expand_ratio,
-                transformer_dim=transformer_dims[i], transformer_depth=transformer_depths[i],
-                patch_size=patch_size) for i in range(3)),
+        *(
+            Stage(
+                "mobilevit",
+                c[3 + i],
+                s[3 + i],
+                expand_ratio=expand_ratio,
+                transformer_dim=transformer_dims[i],
+                transformer_depth=transformer_depths[i],
+                patch_size=patch_size,
+            )
+            for i in range(3)
+        ),
         Stage("conv1x1", c[6]),
     )
     return MobileViTConfig(name=name, stages=stages, **kwargs)
@@ -165,14 +184,17 @@ MODEL_CONFIGS = {
     # faster on CPU (benchmarks/results/train_throughput.txt), which buys the epochs a 2-hour
     # budget needs.
     "xxs_cifar": dataclasses.replace(
-        _XXS.with_strides((1, 1, 2, 2, 2, 1)), name="mobilevit_xxs_cifar",
-        default_input_shape=(32, 32, 3), preprocessing=RAW_RGB,
+        _XXS.with_strides((1, 1, 2, 2, 2, 1)),
+        name="mobilevit_xxs_cifar",
+        default_input_shape=(32, 32, 3),
+        preprocessing=RAW_RGB,
     ),
 }
 # The 4x4 maps of stages 4 and 5 hold only four 2x2 patches, so each pixel's attention sees 4
 # tokens; 1x1 patches there give 16 tokens (one sequence instead of four) for about 1 % more MACs.
 MODEL_CONFIGS["xxs_cifar_p1"] = MODEL_CONFIGS["xxs_cifar"].edit_stages(
-    "mobilevit_xxs_cifar_p1", stage4={"patch_size": 1}, stage5={"patch_size": 1})
+    "mobilevit_xxs_cifar_p1", stage4={"patch_size": 1}, stage5={"patch_size": 1}
+)
 
 
 def get_variant(variant):
@@ -245,8 +267,9 @@ def build_mobilevit(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
         # float32 logits under mixed precision too: the loss and softmax need the range.
-        x = layers.Dense(num_classes, activation=classifier_activation, dtype="float32",
-                         name="classifier")(x)
+        x = layers.Dense(
+            num_classes, activation=classifier_activation, dtype="float32", name="classifier"
+        )(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling is not None:
@@ -263,11 +286,16 @@ def _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_
         return ConvNormAct(stage.channels, 1, name="final_conv")(x)
     if stage.block == "mv2":
         for i in range(stage.depth):
-            x = InvertedResidual(stage.channels, stage.stride if i == 0 else 1, stage.expand_ratio,
-                                 name=f"stage{index}_block{i + 1}")(x)
+            x = InvertedResidual(
+                stage.channels,
+                stage.stride if i == 0 else 1,
+                stage.expand_ratio,
+                name=f"stage{index}_block{i + 1}",
+            )(x)
         return x
-    x = InvertedResidual(stage.channels, stage.stride, stage.expand_ratio,
-                         name=f"stage{index}_downsample")(x)
+    x = InvertedResidual(
+        stage.channels, stage.stride, stage.expand_ratio, name=f"stage{index}_downsample"
+    )(x)
     return MobileViTBlock(
         stage.transformer_dim,
         num_transformer_layers=stage.transformer_depth,

@@ -63,9 +63,16 @@ def confusion_matrix_figure(cm, class_names, normalize=False, title=""):
     values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     size = max(5, 0.55 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    sns.heatmap(values, annot=len(class_names) <= 20, fmt=".2f" if normalize else "d",
-                cmap="Blues", xticklabels=class_names, yticklabels=class_names, ax=ax,
-                cbar_kws={"label": "share of true class" if normalize else "images"})
+    sns.heatmap(
+        values,
+        annot=len(class_names) <= 20,
+        fmt=".2f" if normalize else "d",
+        cmap="Blues",
+        xticklabels=class_names,
+        yticklabels=class_names,
+        ax=ax,
+        cbar_kws={"label": "share of true class" if normalize else "images"},
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title} confusion matrix{' (row-normalised)' if normalize else ''}".strip())
@@ -78,8 +85,15 @@ def reliability_figure(table, ece):
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     filled = table[table["count"] > 0]
     width = float(table["bin_high"].iloc[0] - table["bin_low"].iloc[0])
-    ax.bar(filled["bin_low"], filled["accuracy"], width=width, align="edge", edgecolor="k",
-           alpha=0.7, label="accuracy")
+    ax.bar(
+        filled["bin_low"],
+        filled["accuracy"],
+        width=width,
+        align="edge",
+        edgecolor="k",
+        alpha=0.7,
+        label="accuracy",
+    )
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -93,10 +107,17 @@ def reliability_figure(table, ece):
 
 def mistakes_figure(images, true_names, predicted_names, confidences, ncols=8):
     """Gallery of misclassified images: true label, prediction and its confidence."""
-    titles = [f"true: {t}\npred: {p} ({c:.2f})"
-              for t, p, c in zip(true_names, predicted_names, confidences)]
-    return image_grid(images, titles, ncols=ncols, size=1.6,
-                      suptitle="most confident mistakes" if len(titles) else "no mistakes")
+    titles = [
+        f"true: {t}\npred: {p} ({c:.2f})"
+        for t, p, c in zip(true_names, predicted_names, confidences)
+    ]
+    return image_grid(
+        images,
+        titles,
+        ncols=ncols,
+        size=1.6,
+        suptitle="most confident mistakes" if len(titles) else "no mistakes",
+    )
 
 
 def history_figure(history, title=""):
@@ -109,9 +130,12 @@ def history_figure(history, title=""):
     table = table.set_index("epoch")
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     marker = "o" if len(table) <= 30 else None
-    table[[c for c in ("loss", "val_loss") if c in table]].plot(ax=axes[0], marker=marker, title="loss")
+    table[[c for c in ("loss", "val_loss") if c in table]].plot(
+        ax=axes[0], marker=marker, title="loss"
+    )
     table[[c for c in ("accuracy", "val_accuracy") if c in table]].plot(
-        ax=axes[1], marker=marker, title="accuracy")
+        ax=axes[1], marker=marker, title="accuracy"
+    )
     for ax in axes:
         ax.set_xlabel("epoch")
     if title:

@@ -35,16 +35,23 @@ PRESETS = {
     "mobilevit_xxs_cifar10": Preset(
         "MobileViT-XXS, CIFAR layout (32x32), trained on CIFAR-10 by this project "
         "(checkpoints/mobilevit_xxs_cifar10: metadata, history and evaluation report beside it)",
-        checkpoint="checkpoints/mobilevit_xxs_cifar10"),
+        checkpoint="checkpoints/mobilevit_xxs_cifar10",
+    ),
     "apple/mobilevit-xx-small": Preset(
-        "Apple's MobileViT-XXS ImageNet-1k weights (256x256, BGR in [0, 1])", hub_id="apple/mobilevit-xx-small",
-        variant="xxs"),
+        "Apple's MobileViT-XXS ImageNet-1k weights (256x256, BGR in [0, 1])",
+        hub_id="apple/mobilevit-xx-small",
+        variant="xxs",
+    ),
     "apple/mobilevit-x-small": Preset(
-        "Apple's MobileViT-XS ImageNet-1k weights (256x256, BGR in [0, 1])", hub_id="apple/mobilevit-x-small",
-        variant="xs"),
+        "Apple's MobileViT-XS ImageNet-1k weights (256x256, BGR in [0, 1])",
+        hub_id="apple/mobilevit-x-small",
+        variant="xs",
+    ),
     "apple/mobilevit-small": Preset(
-        "Apple's MobileViT-S ImageNet-1k weights (256x256, BGR in [0, 1])", hub_id="apple/mobilevit-small",
-        variant="s"),
+        "Apple's MobileViT-S ImageNet-1k weights (256x256, BGR in [0, 1])",
+        hub_id="apple/mobilevit-small",
+        variant="s",
+    ),
 }
 
 
@@ -77,8 +84,11 @@ def checkpoint_dir(name, download_from=REPO_URL, branch="main"):
         if (target / file).exists():
             continue
         try:
-            keras.utils.get_file(fname=file, cache_subdir=str(target.resolve()),
-                                 origin=f"{download_from.rstrip('/')}/raw/{branch}/{preset.checkpoint}/{file}")
+            keras.utils.get_file(
+                fname=file,
+                cache_subdir=str(target.resolve()),
+                origin=f"{download_from.rstrip('/')}/raw/{branch}/{preset.checkpoint}/{file}",
+            )
         except Exception as error:
             raise FileNotFoundError(
                 f"{preset.checkpoint}/{file} is neither in this checkout nor downloadable "
@@ -116,8 +126,9 @@ def models_from_hub(preset):
     try:
         from transformers import MobileViTForImageClassification
     except ImportError:
-        raise ImportError("Apple's weights need transformers and torch: "
-                          "pip install -e .[reference]") from None
+        raise ImportError(
+            "Apple's weights need transformers and torch: pip install -e .[reference]"
+        ) from None
     from mobilevit_utils import convert
 
     try:
@@ -125,11 +136,14 @@ def models_from_hub(preset):
     except OSError as error:
         raise ConnectionError(
             f"Cannot fetch {preset.hub_id} from the Hugging Face Hub (offline?): "
-            f"{str(error).splitlines()[0]}") from None
+            f"{str(error).splitlines()[0]}"
+        ) from None
     model = models.build_mobilevit(preset.variant, num_classes=reference.config.num_labels)
     convert.load_torch_state_dict(model, reference.state_dict())
     labels = reference.config.id2label
-    metadata = {"class_names": [labels[i] for i in range(reference.config.num_labels)],
-                "input_shape": list(models.get_variant(preset.variant).default_input_shape),
-                "preprocessing": models.get_variant(preset.variant).preprocessing.to_dict()}
+    metadata = {
+        "class_names": [labels[i] for i in range(reference.config.num_labels)],
+        "input_shape": list(models.get_variant(preset.variant).default_input_shape),
+        "preprocessing": models.get_variant(preset.variant).preprocessing.to_dict(),
+    }
     return model, metadata

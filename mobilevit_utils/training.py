@@ -69,15 +69,29 @@ class TrainConfig:
 
 RECIPES = {
     # CI and notebooks in quick mode: a few hundred images, two epochs, seconds.
-    "quick": TrainConfig(name="quick", epochs=2, batch_size=32, max_per_class=40,
-                         warmup_epochs=0.5, learning_rate=1e-3, augmentation="light"),
+    "quick": TrainConfig(
+        name="quick",
+        epochs=2,
+        batch_size=32,
+        max_per_class=40,
+        warmup_epochs=0.5,
+        learning_rate=1e-3,
+        augmentation="light",
+    ),
     # Sized to 2 hours on 2 CPU cores from measured speed: the reference run took 102 minutes
     # and reached 85.6 % (README, "Results"). 12 and 24 epochs reached 79.6 % and 83.4 %: each
     # doubling gains fewer points (benchmarks/results/epoch_scaling.txt), so 90 % is out of a
     # 2-hour CPU budget's reach. A run with peak learning rate 2e-3 and no gradient clipping
     # diverged halfway (epoch 15).
-    "cpu": TrainConfig(name="cpu", epochs=48, batch_size=128, learning_rate=1.5e-3,
-                       warmup_epochs=2.0, augmentation="light", label_smoothing=0.1),
+    "cpu": TrainConfig(
+        name="cpu",
+        epochs=48,
+        batch_size=128,
+        learning_rate=1.5e-3,
+        warmup_epochs=2.0,
+        augmentation="light",
+        label_smoothing=0.1,
+    ),
     # The full recipe for one GPU (a Colab T4 or better), after the MobileViT paper's CIFAR
     # fine-tuning practice: 200 epochs, because the small model keeps gaining well past 48
     # (benchmarks/results/epoch_scaling.txt); batch 256, which float16 activations of this
@@ -87,10 +101,20 @@ RECIPES = {
     # Weight EMA, as in the reference training code (ml-cvnets). Float16 compute (tensor
     # cores), XLA compilation, parallel augmentation. TensorFlow is
     # the backend to use: it also exports TFLite, and Colab ships it with GPU support.
-    "gpu": TrainConfig(name="gpu", epochs=200, batch_size=256, learning_rate=4e-3,
-                       warmup_epochs=5.0, augmentation="strong", weight_decay=0.05,
-                       transformer_dropout=0.1, mixed_precision=True, jit_compile=True,
-                       parallel_augmentation=True, ema=True),
+    "gpu": TrainConfig(
+        name="gpu",
+        epochs=200,
+        batch_size=256,
+        learning_rate=4e-3,
+        warmup_epochs=5.0,
+        augmentation="strong",
+        weight_decay=0.05,
+        transformer_dropout=0.1,
+        mixed_precision=True,
+        jit_compile=True,
+        parallel_augmentation=True,
+        ema=True,
+    ),
 }
 
 
@@ -126,15 +150,19 @@ def make_schedule(config, steps_per_epoch):
 
 def make_optimizer(config, steps_per_epoch):
     schedule = make_schedule(config, steps_per_epoch)
-    common = {"global_clipnorm": config.gradient_clip_norm, "use_ema": config.ema,
-              "ema_momentum": config.ema_momentum}
+    common = {
+        "global_clipnorm": config.gradient_clip_norm,
+        "use_ema": config.ema,
+        "ema_momentum": config.ema_momentum,
+    }
     if config.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **common)
     elif config.optimizer == "adam":
         return keras.optimizers.Adam(schedule, **common)
     elif config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                         weight_decay=config.weight_decay, **common)
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=0.9, nesterov=True, weight_decay=config.weight_decay, **common
+        )
     else:
         raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd', got {config.optimizer!r}.")
     # Decaying normalisation scales/offsets and biases only hurts; decay the weight matrices.
@@ -149,7 +177,9 @@ def uses_soft_labels(config):
 
 def make_loss(soft_labels, label_smoothing=0.0):
     if soft_labels:
-        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+        return keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        )
     if label_smoothing:
         raise ValueError("label smoothing needs soft (one-hot) labels.")
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -158,10 +188,14 @@ def make_loss(soft_labels, label_smoothing=0.0):
 def make_metrics(soft_labels, num_classes):
     k = min(5, num_classes)
     if soft_labels:
-        return [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                keras.metrics.TopKCategoricalAccuracy(k, name=f"top{k}_accuracy")]
-    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k, name=f"top{k}_accuracy")]
+        return [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k, name=f"top{k}_accuracy"),
+        ]
+    return [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        keras.metrics.SparseTopKCategoricalAccuracy(k, name=f"top{k}_accuracy"),
+    ]
 
 
 def compile_model(model, config, steps_per_epoch, num_classes):
@@ -196,11 +230,15 @@ def hardware_warnings(config):
         return []
     warnings = []
     if config.mixed_precision:
-        warnings.append("warning: float16 compute on a CPU is several times slower than float32; "
-                        "use the cpu recipe (or mixed_precision=False) for a long CPU run")
+        warnings.append(
+            "warning: float16 compute on a CPU is several times slower than float32; "
+            "use the cpu recipe (or mixed_precision=False) for a long CPU run"
+        )
     if config.jit_compile is True and keras.backend.backend() == "tensorflow":
-        warnings.append("warning: XLA (jit_compile=True) trains about 5x slower than TensorFlow's "
-                        "own CPU kernels; use jit_compile='auto' on a CPU")
+        warnings.append(
+            "warning: XLA (jit_compile=True) trains about 5x slower than TensorFlow's "
+            "own CPU kernels; use jit_compile='auto' on a CPU"
+        )
     return warnings
 
 
@@ -227,12 +265,15 @@ class EpochLogger(keras.callbacks.Callback):
         logs = {} if logs is None else logs
         logs["epoch_time_s"] = time.perf_counter() - self._start
         shown = " ".join(
-            f"{key}={logs[key]:.4f}" for key in
-            ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs
+            f"{key}={logs[key]:.4f}"
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if key in logs
         )
         lr = _current_lr(self.model.optimizer)
-        self.print_fn(f"epoch {epoch + 1}/{self.total_epochs} {shown} "
-                      f"lr={lr:.2e} time={logs['epoch_time_s']:.1f}s")
+        self.print_fn(
+            f"epoch {epoch + 1}/{self.total_epochs} {shown} "
+            f"lr={lr:.2e} time={logs['epoch_time_s']:.1f}s"
+        )
 
 
 def _current_lr(optimizer):
@@ -259,7 +300,10 @@ def make_callbacks(run_dir, config, print_fn=print):
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     callbacks += [
         keras.callbacks.ModelCheckpoint(
-            str(run_dir / "model.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
+            str(run_dir / "model.keras"),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
             initial_value_threshold=best_logged(run_dir),
         ),
         EpochLogger(config.epochs, print_fn),  # before CSVLogger, which saves its epoch_time_s
@@ -267,12 +311,20 @@ def make_callbacks(run_dir, config, print_fn=print):
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
-            restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
     if config.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=3, min_lr=config.min_learning_rate))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=3, min_lr=config.min_learning_rate
+            )
+        )
     if _installed("tensorflow") and _installed("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False))
     return callbacks
@@ -299,8 +351,10 @@ def distribution_scope(strategy=None):
         return contextlib.nullcontext()
     if strategy == "data_parallel":
         if keras.backend.backend() != "jax":
-            raise ValueError("strategy='data_parallel' needs the JAX backend; on TensorFlow pass "
-                             "a tf.distribute strategy such as tf.distribute.MirroredStrategy().")
+            raise ValueError(
+                "strategy='data_parallel' needs the JAX backend; on TensorFlow pass "
+                "a tf.distribute strategy such as tf.distribute.MirroredStrategy()."
+            )
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         return contextlib.nullcontext()
     if hasattr(strategy, "scope"):
@@ -339,7 +393,9 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False):
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise PermissionError(f"Cannot write to {run_dir}: {error.strerror}; choose another output folder.") from None
+        raise PermissionError(
+            f"Cannot write to {run_dir}: {error.strerror}; choose another output folder."
+        ) from None
     return run_dir
 
 
@@ -349,14 +405,26 @@ def _write_json(path, payload):
 
 def build_model(config, num_classes, input_shape):
     return models.build_mobilevit(
-        config.model, num_classes=num_classes, input_shape=input_shape,
+        config.model,
+        num_classes=num_classes,
+        input_shape=input_shape,
         include_rescaling=models.RAW_RGB.in_model,  # trained on raw pixels, whatever the variant
-        dropout=config.dropout, transformer_dropout=config.transformer_dropout,
+        dropout=config.dropout,
+        transformer_dropout=config.transformer_dropout,
     )
 
 
-def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=False,
-          overwrite=False, strategy=None, print_fn=print, **overrides):
+def train(
+    config="quick",
+    run_dir=None,
+    dataset=None,
+    data_dir=None,
+    resume=False,
+    overwrite=False,
+    strategy=None,
+    print_fn=print,
+    **overrides,
+):
     """Train a model on a dataset with a recipe; returns a dict describing the run.
 
     Args:
@@ -368,26 +436,38 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         strategy: see `distribution_scope`.
     """
     config = dataclasses.replace(get_recipe(config), **overrides)
-    run_dir = prepare_run_dir(run_dir or environment.artifacts_dir("runs", config.name, create=False),
-                              resume, overwrite)
+    run_dir = prepare_run_dir(
+        run_dir or environment.artifacts_dir("runs", config.name, create=False), resume, overwrite
+    )
     environment.set_seed(config.seed)
     for line in hardware_warnings(config):
         print_fn(line)
 
     if dataset is None:
-        dataset = data_lib.load_dataset(data_dir, validation_split=config.validation_split,
-                                        seed=config.seed, max_per_class=config.max_per_class)
+        dataset = data_lib.load_dataset(
+            data_dir,
+            validation_split=config.validation_split,
+            seed=config.seed,
+            max_per_class=config.max_per_class,
+        )
     num_classes = dataset.num_classes
     soft = uses_soft_labels(config)
     policy = aug.get_augmentation(config.augmentation)
     train_batches = data_lib.make_batches(
-        dataset.x_train, dataset.y_train, config.batch_size, num_classes=num_classes,
-        training=True, augmenter=aug.build_augmenter(policy, config.seed),
-        mixer=aug.build_mixer(policy, config.seed), soft_labels=soft, seed=config.seed,
-        parallel=config.parallel_augmentation)
+        dataset.x_train,
+        dataset.y_train,
+        config.batch_size,
+        num_classes=num_classes,
+        training=True,
+        augmenter=aug.build_augmenter(policy, config.seed),
+        mixer=aug.build_mixer(policy, config.seed),
+        soft_labels=soft,
+        seed=config.seed,
+        parallel=config.parallel_augmentation,
+    )
     val_batches = data_lib.make_batches(
-        dataset.x_val, dataset.y_val, config.batch_size, num_classes=num_classes,
-        soft_labels=soft)
+        dataset.x_val, dataset.y_val, config.batch_size, num_classes=num_classes, soft_labels=soft
+    )
     steps_per_epoch = max(1, len(dataset.y_train) // config.batch_size)
 
     precision = "mixed_float16" if config.mixed_precision else "float32"
@@ -398,13 +478,20 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
     _write_json(run_dir / "config.json", config.to_dict())
     run_environment = environment.describe()
     _write_json(run_dir / "environment.json", run_environment)
-    print_fn(f"training {model.name} ({models.trainable_params(model):,} parameters) on "
-             f"{len(dataset.y_train):,} images, validating on {len(dataset.y_val):,}; "
-             f"run folder {run_dir}")
+    print_fn(
+        f"training {model.name} ({models.trainable_params(model):,} parameters) on "
+        f"{len(dataset.y_train):,} images, validating on {len(dataset.y_val):,}; "
+        f"run folder {run_dir}"
+    )
     start = time.perf_counter()
-    model.fit(train_batches, validation_data=val_batches, epochs=config.epochs, verbose=0,
-              shuffle=False,  # the pipeline shuffles
-              callbacks=make_callbacks(run_dir, config, print_fn))
+    model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=config.epochs,
+        verbose=0,
+        shuffle=False,  # the pipeline shuffles
+        callbacks=make_callbacks(run_dir, config, print_fn),
+    )
     wall = time.perf_counter() - start
     checkpoint = run_dir / "model.keras"
     if config.mixed_precision:
@@ -435,10 +522,18 @@ def train(config="quick", run_dir=None, dataset=None, data_dir=None, resume=Fals
         "environment": run_environment,
     }
     _write_json(run_dir / "metadata.json", metadata)
-    print_fn(f"best val_accuracy={metadata['best_val_accuracy']:.4f} at epoch "
-             f"{metadata['best_epoch']}; checkpoint {checkpoint}")
-    return {"run_dir": run_dir, "checkpoint": checkpoint, "history": history,
-            "metadata": metadata, "model": model, "config": config}
+    print_fn(
+        f"best val_accuracy={metadata['best_val_accuracy']:.4f} at epoch "
+        f"{metadata['best_epoch']}; checkpoint {checkpoint}"
+    )
+    return {
+        "run_dir": run_dir,
+        "checkpoint": checkpoint,
+        "history": history,
+        "metadata": metadata,
+        "model": model,
+        "config": config,
+    }
 
 
 def float32_checkpoint(path):
@@ -496,7 +591,8 @@ def find_run(run_dir=None, download_from=None):
             return Path(run_dir)
         raise FileNotFoundError(
             f"No trained model in {run_dir}; run notebook 03_training first, or "
-            f"`python -m mobilevit_utils train --out {run_dir}`.")
+            f"`python -m mobilevit_utils train --out {run_dir}`."
+        )
     notebook_run = environment.artifacts_dir(*NOTEBOOK_RUN, create=False)
     if (notebook_run / "model.keras").exists():
         return notebook_run

@@ -22,7 +22,10 @@ x = np.random.default_rng(0).uniform(0, 255, size=(8, 32, 32, 3)).astype("float3
 y = np.arange(8) % 10
 
 model = models.mobilevit_xxs_cifar(num_classes=10, include_rescaling=True)
-model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.compile(
+    optimizer=keras.optimizers.AdamW(1e-3),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+)
 before = [w.copy() for w in model.get_weights()]
 history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
 loss = history.history["loss"][-1]

@@ -27,11 +27,18 @@ def _seed():
 def trained_run(tmp_path_factory):
     """A run folder with a briefly trained model on the synthetic, learnable dataset."""
     from helpers import tiny_dataset
+
     from mobilevit_utils import training
 
     run = tmp_path_factory.mktemp("trained") / "run"
     lines = []
-    training.train("quick", run_dir=run, dataset=tiny_dataset(n_per_class=16), epochs=3,
-                   batch_size=8, print_fn=lines.append)
+    training.train(
+        "quick",
+        run_dir=run,
+        dataset=tiny_dataset(n_per_class=16),
+        epochs=3,
+        batch_size=8,
+        print_fn=lines.append,
+    )
     (run.parent / "printed.txt").write_text("\n".join(lines) + "\n")  # what the run printed
     return run

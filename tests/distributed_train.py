@@ -27,8 +27,15 @@ from helpers import tiny_dataset  # noqa: E402
 
 from mobilevit_utils import training  # noqa: E402
 
-result = training.train("quick", run_dir=sys.argv[1], dataset=tiny_dataset(n_per_class=16),
-                        strategy=strategy, epochs=1, batch_size=8, overwrite=True)
+result = training.train(
+    "quick",
+    run_dir=sys.argv[1],
+    dataset=tiny_dataset(n_per_class=16),
+    strategy=strategy,
+    epochs=1,
+    batch_size=8,
+    overwrite=True,
+)
 loss = result["history"][-1]["loss"]
 assert loss == loss, "loss is NaN"
 print(f"{backend}: trained on {replicas} device(s), loss {loss:.3f}")

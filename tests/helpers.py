@@ -11,7 +11,9 @@ def learnable_images(n_per_class=12, classes=3, size=32, seed=0):
     """(images, labels): each class has its own mean brightness, so a model can learn it."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(classes), n_per_class)
-    x = np.clip(rng.normal(60 + 60 * y[:, None, None, None], 30, size=(len(y), size, size, 3)), 0, 255)
+    x = np.clip(
+        rng.normal(60 + 60 * y[:, None, None, None], 30, size=(len(y), size, size, 3)), 0, 255
+    )
     return x.astype("uint8"), y
 
 

@@ -25,9 +25,16 @@ for name in recipes:
     # means torch.compile on PyTorch, which ran over 15 minutes on a 2-core CPU without
     # finishing its first step, so PyTorch runs eagerly here.
     jit = {"jit_compile": "auto"} if backend == "torch" else {}
-    result = training.train(name, run_dir=out_dir / f"{backend}-{name}", dataset=dataset,
-                            epochs=1, batch_size=8, warmup_epochs=0, print_fn=lines.append,
-                            **jit)
+    result = training.train(
+        name,
+        run_dir=out_dir / f"{backend}-{name}",
+        dataset=dataset,
+        epochs=1,
+        batch_size=8,
+        warmup_epochs=0,
+        print_fn=lines.append,
+        **jit,
+    )
     history = result["history"]
     assert len(history) == 1 and np.isfinite(history[0]["loss"]), (name, history)
     assert keras.config.dtype_policy().name == "float32", "train() leaked its dtype policy"
@@ -38,12 +45,16 @@ for name in recipes:
     assert all(w.dtype == "float32" for w in model.weights), name
     report = evaluation.evaluate(model, dataset.x_val, dataset.y_val, dataset.class_names)
     assert report.probabilities.dtype == np.float32 and np.isfinite(report.probabilities).all()
-    print(f"{backend} {name}: trained one epoch (loss {history[0]['loss']:.3f}), reloaded in "
-          f"float32, val accuracy {report.accuracy:.2f}", flush=True)
+    print(
+        f"{backend} {name}: trained one epoch (loss {history[0]['loss']:.3f}), reloaded in "
+        f"float32, val accuracy {report.accuracy:.2f}",
+        flush=True,
+    )
 
     if backend == "tensorflow":
-        path = export.export(model, out_dir / f"{name}-tflite", precisions=("fp32",),
-                             class_names=dataset.class_names)["fp32"]
+        path = export.export(
+            model, out_dir / f"{name}-tflite", precisions=("fp32",), class_names=dataset.class_names
+        )["fp32"]
         runner = export.TFLiteModel(path)
         assert runner.input_details["dtype"] == np.float32
         tensor_types = {d["dtype"] for d in runner.interpreter.get_tensor_details()}

@@ -25,7 +25,10 @@ def test_train_save_reload_across_backends(backend, shared_dir):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(shared_dir)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert f"{backend}: trained one epoch" in result.stdout

@@ -9,6 +9,7 @@ from mobilevit_utils import convert, models
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+
 @pytest.mark.parametrize("variant, size", [("xxs", 256), ("xs", 256), ("s", 256), ("xxs", 224)])
 def test_converted_weights_reproduce_reference_logits(variant, size):
     ref = convert.random_reference(variant)

@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import random_images, write_image_tree
 from PIL import Image
 
-from helpers import random_images, write_image_tree
 from mobilevit_utils import augmentation as aug
 from mobilevit_utils import data
 
@@ -69,7 +69,9 @@ def test_decoded_images_are_cached_and_reused(project, monkeypatch):
     second = data.load_dataset(project / "ds")
     np.testing.assert_array_equal(first.x_train, second.x_train)
     # A changed source invalidates the cache.
-    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(project / "ds" / "train" / "cat" / "new.png")
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(
+        project / "ds" / "train" / "cat" / "new.png"
+    )
     with pytest.raises(AssertionError, match="decoded again"):
         data.load_dataset(project / "ds")
 
@@ -134,7 +136,9 @@ def test_augmentation_keeps_shapes_and_range_and_is_seeded(preset):
     np.testing.assert_allclose(outputs[0], outputs[1])
     # Off for evaluation.
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(aug.build_augmenter(preset, seed=7)(images, training=False)), images)
+        keras.ops.convert_to_numpy(aug.build_augmenter(preset, seed=7)(images, training=False)),
+        images,
+    )
 
 
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
@@ -159,8 +163,15 @@ def test_training_pipeline_batches_augments_and_mixes():
     x = np.random.default_rng(0).integers(0, 256, size=(50, 16, 16, 3), dtype=np.uint8)
     y = np.arange(50) % 5
     config = aug.get_augmentation("strong")
-    train = data.make_pipeline(x, y, 16, num_classes=5, training=True,
-                               augmenter=aug.build_augmenter(config, 1), mixer=aug.build_mixer(config, 1))
+    train = data.make_pipeline(
+        x,
+        y,
+        16,
+        num_classes=5,
+        training=True,
+        augmenter=aug.build_augmenter(config, 1),
+        mixer=aug.build_mixer(config, 1),
+    )
     batches = list(train)
     assert len(batches) == 3  # 50 // 16, the partial batch dropped
     images, labels = batches[0]
@@ -174,8 +185,15 @@ def test_training_pipeline_batches_augments_and_mixes():
 def test_pydataset_without_tensorflow_matches_shapes():
     cls = data._array_batches_class()
     x = np.random.default_rng(0).integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
-    batches = cls(x, np.arange(40) % 4, 16, num_classes=4, training=True,
-                  augmenter=aug.build_augmenter("light", 1), mixer=aug.build_mixer(aug.AugmentationConfig(mix="mixup"), 1))
+    batches = cls(
+        x,
+        np.arange(40) % 4,
+        16,
+        num_classes=4,
+        training=True,
+        augmenter=aug.build_augmenter("light", 1),
+        mixer=aug.build_mixer(aug.AugmentationConfig(mix="mixup"), 1),
+    )
     assert len(batches) == 2
     images, labels = batches[0]
     assert images.shape == (16, 16, 16, 3) and labels.shape == (16, 4)

@@ -15,10 +15,18 @@ SCRIPT = Path(__file__).with_name("distributed_train.py")
 def test_training_on_backend(backend, devices, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    env = {**os.environ, "KERAS_BACKEND": backend,
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "run")], env=env,
-                            capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert f"{backend}: trained on {devices} device(s)" in result.stdout
     assert (tmp_path / "run" / "model.keras").exists()

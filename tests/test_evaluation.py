@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import random_images, tiny_dataset, write_image_tree
+
 from mobilevit_utils import evaluation, export, models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,9 @@ def test_top5_accuracy():
     probs = np.zeros((2, 7))
     probs[0] = np.linspace(0.2, 0.1, 7)  # class 0 ranked first
     probs[1, [6, 5, 4, 3, 2, 1]] = [0.3, 0.2, 0.15, 0.14, 0.13, 0.08]  # class 1 ranked sixth
-    report = evaluation.evaluate_predictions(y_true, probs / probs.sum(1, keepdims=True), list("abcdefg"))
+    report = evaluation.evaluate_predictions(
+        y_true, probs / probs.sum(1, keepdims=True), list("abcdefg")
+    )
     assert report.top5_accuracy == 0.5
 
 
@@ -56,10 +58,22 @@ def test_report_files(tmp_path):
     report = evaluation.evaluate_predictions(y_true, one_hot_probs(pred, 4), list("abcd"))
     images = np.zeros((20, 8, 8, 3), np.uint8)
     written = evaluation.write_report(report, tmp_path, images=images)
-    for name in ("metrics.json", "classification_report.csv", "confused_pairs.csv", "confusion_matrix.png",
-                 "confusion_matrix_normalized.png", "reliability.png", "misclassified.png"):
+    for name in (
+        "metrics.json",
+        "classification_report.csv",
+        "confused_pairs.csv",
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "reliability.png",
+        "misclassified.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert set(written) == {"confusion_matrix", "confusion_matrix_normalized", "reliability", "misclassified"}
+    assert set(written) == {
+        "confusion_matrix",
+        "confusion_matrix_normalized",
+        "reliability",
+        "misclassified",
+    }
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(report.accuracy) and metrics["num_images"] == 20
 
@@ -70,8 +84,12 @@ def test_keras_and_tflite_evaluations_agree(trained_run, tmp_path):
     paths = export.export(model, tmp_path, ("fp32",), metadata["class_names"])
     tflite, tflite_meta = evaluation.load_classifier(paths["fp32"])
     assert tflite_meta["class_names"] == metadata["class_names"]
-    keras_report = evaluation.evaluate(model, data.x_val, data.y_val, data.class_names, batch_size=4)
-    tflite_report = evaluation.evaluate(tflite, data.x_val, data.y_val, data.class_names, batch_size=4)
+    keras_report = evaluation.evaluate(
+        model, data.x_val, data.y_val, data.class_names, batch_size=4
+    )
+    tflite_report = evaluation.evaluate(
+        tflite, data.x_val, data.y_val, data.class_names, batch_size=4
+    )
     np.testing.assert_allclose(tflite_report.probabilities, keras_report.probabilities, atol=1e-5)
     assert tflite_report.accuracy == keras_report.accuracy
 
@@ -83,10 +101,13 @@ def test_flip_tta_averages_an_image_and_its_mirror():
     mirrored = images[:, :, ::-1]
     tta = evaluation.predict_logits(model, images, batch_size=4, flip=True)
     plain = evaluation.predict_logits(model, images, batch_size=4)
-    np.testing.assert_allclose(tta, (plain + evaluation.predict_logits(model, mirrored, 4)) / 2,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        tta, (plain + evaluation.predict_logits(model, mirrored, 4)) / 2, atol=1e-5
+    )
     # An image and its mirror get the same prediction, which a single pass does not guarantee.
-    np.testing.assert_allclose(evaluation.predict_logits(model, mirrored, 4, flip=True), tta, atol=1e-5)
+    np.testing.assert_allclose(
+        evaluation.predict_logits(model, mirrored, 4, flip=True), tta, atol=1e-5
+    )
     assert not np.allclose(plain, tta, atol=1e-5)
 
 
@@ -96,31 +117,63 @@ def _write_split(root, names, per_class=3):
 
 
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "mobilevit_utils", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=600, env={**os.environ})
+    return subprocess.run(
+        [sys.executable, "-m", "mobilevit_utils", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={**os.environ},
+    )
 
 
 def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
     _write_split(tmp_path / "data" / "test", ["class0", "class1", "class2"])
-    result = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",
-                  str(tmp_path / "data"), "--split", "test", "--out", str(tmp_path / "report"))
+    result = _cli(
+        "evaluate",
+        "--model",
+        str(trained_run / "model.keras"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "report"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert any(line.startswith("accuracy=") for line in lines)
     assert any(line.startswith("macro_f1=") for line in lines)
     assert (tmp_path / "report" / "confusion_matrix.png").exists()
-    tta = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",
-               str(tmp_path / "data"), "--flip-tta", "--out", str(tmp_path / "report_tta"))
+    tta = _cli(
+        "evaluate",
+        "--model",
+        str(trained_run / "model.keras"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--flip-tta",
+        "--out",
+        str(tmp_path / "report_tta"),
+    )
     assert tta.returncode == 0 and "(flip TTA)" in tta.stdout, tta.stderr[-2000:]
 
     _write_split(tmp_path / "other" / "test", ["class0", "zebra"])
-    wrong = _cli("evaluate", "--model", str(trained_run / "model.keras"), "--data-dir",
-                 str(tmp_path / "other"), "--out", str(tmp_path / "r2"))
+    wrong = _cli(
+        "evaluate",
+        "--model",
+        str(trained_run / "model.keras"),
+        "--data-dir",
+        str(tmp_path / "other"),
+        "--out",
+        str(tmp_path / "r2"),
+    )
     assert wrong.returncode == 2 and "zebra" in wrong.stderr and "Traceback" not in wrong.stderr
 
     image = next((tmp_path / "data" / "test" / "class1").iterdir())
-    predicted = _cli("predict", "--model", str(trained_run / "model.keras"), "--top-k", "2", str(image))
+    predicted = _cli(
+        "predict", "--model", str(trained_run / "model.keras"), "--top-k", "2", str(image)
+    )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     line = predicted.stdout.strip().splitlines()[-1]
     assert line.startswith(f"{image}: ")
-    assert line[len(f"{image}: "):].count("class") == 2
+    assert line[len(f"{image}: ") :].count("class") == 2

@@ -1,9 +1,8 @@
+import keras
 import numpy as np
 import pytest
-
-import keras
-
 from helpers import tiny_dataset
+
 from mobilevit_utils import export
 
 pytest.importorskip("ai_edge_litert")
@@ -20,8 +19,14 @@ def small_model(trained_run):
 def exported(small_model, tmp_path_factory):
     images = tiny_dataset(n_per_class=16).x_train
     out = tmp_path_factory.mktemp("tflite")
-    paths = export.export(small_model, out, export.PRECISIONS, ["a", "b", "c"],
-                          calibration_images=images, num_calibration=16)
+    paths = export.export(
+        small_model,
+        out,
+        export.PRECISIONS,
+        ["a", "b", "c"],
+        calibration_images=images,
+        num_calibration=16,
+    )
     return paths, images
 
 
@@ -30,7 +35,7 @@ def test_every_precision_converts_and_runs(exported, small_model):
     sizes = {p: path.stat().st_size for p, path in paths.items()}
     assert sizes["dynamic"] < sizes["fp16"] < sizes["fp32"]
     assert sizes["int8"] < 0.5 * sizes["fp32"]
-    for precision, path in paths.items():
+    for path in paths.values():
         runner = export.TFLiteModel(path)
         logits = runner.predict(images[:3])
         assert logits.shape == (3, 3) and logits.dtype == np.float32
@@ -50,18 +55,26 @@ def test_int8_model_quantises_its_inputs(exported):
     assert runner.input_details["dtype"] == np.int8 and runner.output_details["dtype"] == np.int8
     quantisation = runner.metadata["input_quantization"]
     # 0-255 pixels map onto the full int8 range: q = x / scale + zero_point.
-    assert quantisation["zero_point"] == -128 and quantisation["scale"] == pytest.approx(1.0, rel=0.01)
+    assert quantisation["zero_point"] == -128 and quantisation["scale"] == pytest.approx(
+        1.0, rel=0.01
+    )
     q = runner._quantise(np.array([[0.0, 128.0, 255.0]]))
     np.testing.assert_array_equal(q, [[-128, 0, 127]])
     # uint8 and float inputs give the same result.
-    np.testing.assert_allclose(runner.predict(images[:2]), runner.predict(images[:2].astype("float32")))
+    np.testing.assert_allclose(
+        runner.predict(images[:2]), runner.predict(images[:2].astype("float32"))
+    )
 
 
 def test_metadata_round_trip(exported):
     paths, _ = exported
     meta = export.read_metadata(paths["int8"])
     assert meta["class_names"] == ["a", "b", "c"]
-    assert meta["input_name"] == "image" and meta["input_shape"] == [32, 32, 3] and meta["batch_size"] == 1
+    assert (
+        meta["input_name"] == "image"
+        and meta["input_shape"] == [32, 32, 3]
+        and meta["batch_size"] == 1
+    )
     assert meta["precision"] == "int8" and meta["calibration_samples"] == 16
     assert export.read_metadata(paths["fp32"])["input_quantization"] is None
     export.write_metadata(paths["fp32"], {**export.read_metadata(paths["fp32"]), "note": "x"})
@@ -70,7 +83,9 @@ def test_metadata_round_trip(exported):
 
 def test_interpreter_wrapper_rejects_bad_input(exported):
     runner = export.TFLiteModel(exported[0]["fp32"])
-    with pytest.raises(ValueError, match=r"expects images of shape \(N, 32, 32, 3\), got \(2, 16, 16, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"expects images of shape \(N, 32, 32, 3\), got \(2, 16, 16, 3\)"
+    ):
         runner.predict(np.zeros((2, 16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="dtype"):
         runner.predict(np.zeros((1, 32, 32, 3), dtype=object))
@@ -104,16 +119,38 @@ def test_cli_export_prints_a_table_with_accuracy(trained_run, tmp_path):
     from PIL import Image
 
     data = tiny_dataset(n_per_class=16)
-    for split, (x, y) in {"train": (data.x_train, data.y_train), "test": (data.x_val, data.y_val)}.items():
+    for split, (x, y) in {
+        "train": (data.x_train, data.y_train),
+        "test": (data.x_val, data.y_val),
+    }.items():
         for i, (image, label) in enumerate(zip(x, y)):
             folder = tmp_path / "images" / split / f"class{label}"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(folder / f"{i}.png")
     result = subprocess.run(
-        [sys.executable, "-m", "mobilevit_utils", "export", "--model", str(trained_run / "model.keras"),
-         "--quantization", "int8", "--out", str(tmp_path / "out"), "--calibration-data",
-         str(tmp_path / "images"), "--calibration-samples", "16", "--eval-data", str(tmp_path / "images")],
-        capture_output=True, text=True, timeout=600, env={**os.environ})
+        [
+            sys.executable,
+            "-m",
+            "mobilevit_utils",
+            "export",
+            "--model",
+            str(trained_run / "model.keras"),
+            "--quantization",
+            "int8",
+            "--out",
+            str(tmp_path / "out"),
+            "--calibration-data",
+            str(tmp_path / "images"),
+            "--calibration-samples",
+            "16",
+            "--eval-data",
+            str(tmp_path / "images"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("precision"))

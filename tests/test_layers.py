@@ -36,9 +36,16 @@ def test_fold_inverts_unfold(rng):
 def test_resize_bilinear_matches_torch(rng, src, dst):
     torch = pytest.importorskip("torch")
     x = rng.normal(size=(2, *src, 3)).astype("float32")
-    want = torch.nn.functional.interpolate(
-        torch.from_numpy(x.transpose(0, 3, 1, 2)), size=dst, mode="bilinear", align_corners=False
-    ).numpy().transpose(0, 2, 3, 1)
+    want = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(x.transpose(0, 3, 1, 2)),
+            size=dst,
+            mode="bilinear",
+            align_corners=False,
+        )
+        .numpy()
+        .transpose(0, 2, 3, 1)
+    )
     np.testing.assert_allclose(to_np(L.resize_bilinear(x, dst)), want, atol=1e-6)
 
 
@@ -67,7 +74,12 @@ def test_inverted_residual_adds_input_only_when_shapes_match():
     for block in (L.InvertedResidual(24, strides=1), L.InvertedResidual(16, strides=2)):
         block.build((None, 8, 8, 16))
         assert not block.use_residual
-    assert L.InvertedResidual(16, strides=2).compute_output_shape((None, 9, 8, 16)) == (None, 5, 4, 16)
+    assert L.InvertedResidual(16, strides=2).compute_output_shape((None, 9, 8, 16)) == (
+        None,
+        5,
+        4,
+        16,
+    )
 
 
 def test_mhsa_shapes_and_defaults(rng):
@@ -91,7 +103,11 @@ def test_mhsa_matches_keras_multi_head_attention(rng):
     ref(x, x)
     q, k, v = np.split(to_np(mhsa.qkv_proj.kernel), 3, axis=1)
     qb, kb, vb = np.split(to_np(mhsa.qkv_proj.bias), 3)
-    for dense, w, b in ((ref._query_dense, q, qb), (ref._key_dense, k, kb), (ref._value_dense, v, vb)):
+    for dense, w, b in (
+        (ref._query_dense, q, qb),
+        (ref._key_dense, k, kb),
+        (ref._value_dense, v, vb),
+    ):
         dense.kernel.assign(w.reshape(8, 2, 4))
         dense.bias.assign(b.reshape(2, 4))
     ref._output_dense.kernel.assign(to_np(mhsa.out_proj.kernel).reshape(2, 4, 8))
@@ -138,8 +154,12 @@ def test_batch_norm_matches_stock_layer_in_training(rng, policy):
     tolerance = 1e-4 if policy == "float32" else 1e-2
     fused.build(x.shape)
     stock.build(x.shape)
-    weights = [rng.normal(size=8).astype("float32"), rng.normal(size=8).astype("float32"),
-               np.zeros(8, "float32"), np.ones(8, "float32")]
+    weights = [
+        rng.normal(size=8).astype("float32"),
+        rng.normal(size=8).astype("float32"),
+        np.zeros(8, "float32"),
+        np.ones(8, "float32"),
+    ]
     fused.set_weights(weights)
     stock.set_weights(weights)
     upstream = rng.normal(size=x.shape).astype("float32")

@@ -11,7 +11,11 @@ def to_np(x):
 
 @pytest.mark.parametrize(
     "builder, expected",
-    [(models.mobilevit_xxs, 1_272_024), (models.mobilevit_xs, 2_317_848), (models.mobilevit_s, 5_578_632)],
+    [
+        (models.mobilevit_xxs, 1_272_024),
+        (models.mobilevit_xs, 2_317_848),
+        (models.mobilevit_s, 5_578_632),
+    ],
 )
 def test_parameter_counts_match_reference(builder, expected):
     model = builder(num_classes=1000, input_shape=(256, 256, 3))
@@ -39,7 +43,9 @@ def test_dynamic_input_sizes_match_fixed_size_models(rng):
 def test_feature_extractor_and_rescaling():
     features = models.build_mobilevit("xxs", include_top=False, input_shape=(64, 64, 3))
     assert features.output.shape == (None, 2, 2, 320)
-    pooled = models.build_mobilevit("xxs", include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    pooled = models.build_mobilevit(
+        "xxs", include_top=False, pooling="avg", input_shape=(64, 64, 3)
+    )
     assert pooled.output.shape == (None, 320)
     raw = models.mobilevit_xxs_cifar(include_rescaling=True)
     assert raw.layers[1].name == "rescaling"
@@ -73,13 +79,23 @@ def test_save_and_load_with_safe_mode_gives_identical_outputs(tmp_path, rng):
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(to_np(loaded(x, training=False)), to_np(model(x, training=False)))
-    assert loaded.get_layer("stage3_mobilevit").get_config() == model.get_layer("stage3_mobilevit").get_config()
+    assert (
+        loaded.get_layer("stage3_mobilevit").get_config()
+        == model.get_layer("stage3_mobilevit").get_config()
+    )
 
 
 def test_variants_are_stage_rows():
     xxs, cifar = models.get_variant("xxs"), models.get_variant("xxs_cifar")
-    assert [s.block for s in xxs.stages] == ["conv", "mv2", "mv2", "mobilevit", "mobilevit",
-                                             "mobilevit", "conv1x1"]
+    assert [s.block for s in xxs.stages] == [
+        "conv",
+        "mv2",
+        "mv2",
+        "mobilevit",
+        "mobilevit",
+        "mobilevit",
+        "conv1x1",
+    ]
     # the CIFAR layout is the XXS rows with other strides
     assert cifar.with_strides(xxs.strides).stages == xxs.stages
     assert cifar.output_stride == 8 and xxs.output_stride == 32

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 BADGE = re.compile(r"colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/(\S+?\.ipynb)")
 
-spec = importlib.util.spec_from_file_location("clean_notebooks", ROOT / "tools" / "clean_notebooks.py")
+spec = importlib.util.spec_from_file_location(
+    "clean_notebooks", ROOT / "tools" / "clean_notebooks.py"
+)
 clean_notebooks = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(clean_notebooks)
 

@@ -1,8 +1,9 @@
 """pyproject.toml, environment.yml and the Makefile describe the same environment."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ def test_environment_and_makefile_install_the_same_extras():
     extras = set(pyproject()["project"]["optional-dependencies"])
     env_extras = next(e for e in environment_pip_entries() if e.startswith("-e ."))
     make_extras = re.search(r"^EXTRAS \?= (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
-    assert set(env_extras[len("-e .["):-1].split(",")) == extras
+    assert set(env_extras[len("-e .[") : -1].split(",")) == extras
     assert set(make_extras.split(",")) == extras
 
 

@@ -22,10 +22,20 @@ SCRIPT = Path(__file__).with_name("preset_runs.py")
 def test_every_recipe_trains_reloads_and_evaluates(backend, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (pip install -e .[backends])")
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")}
-    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], env=env,
-                            capture_output=True, text=True, timeout=900, cwd=SCRIPT.parent)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=SCRIPT.parent,
+    )
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     for recipe in training.RECIPES:
         assert f"{backend} {recipe}: trained one epoch" in result.stdout

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import learnable_images, write_image_tree
+
 from mobilevit_utils import presets, training
 
 pytest.importorskip("ai_edge_litert")
@@ -27,15 +27,39 @@ def test_release_evaluates_exports_and_rewrites_readme(trained_run, tmp_path):
     out = tmp_path / "checkpoints" / "release"
 
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "release_checkpoint.py"), str(trained_run),
-         "--data-dir", str(tmp_path / "data"), "--out", str(out), "--precisions", "fp32", "int8",
-         "--readme", str(readme)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={**os.environ, "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")})
+        [
+            sys.executable,
+            str(ROOT / "tools" / "release_checkpoint.py"),
+            str(trained_run),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+            "--precisions",
+            "fp32",
+            "int8",
+            "--readme",
+            str(readme),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
-    for name in ("model.keras", "metadata.json", "config.json", "history.csv", "learning_curves.png",
-                 "results.json", "results.md", "report/metrics.json", "report/confusion_matrix.png"):
+    for name in (
+        "model.keras",
+        "metadata.json",
+        "config.json",
+        "history.csv",
+        "learning_curves.png",
+        "results.json",
+        "results.md",
+        "report/metrics.json",
+        "report/confusion_matrix.png",
+    ):
         assert (out / name).exists(), name
     assert training.find_run(out) == out
 
@@ -61,9 +85,20 @@ def test_release_evaluates_exports_and_rewrites_readme(trained_run, tmp_path):
 
 def test_release_of_a_folder_without_a_run_is_a_one_line_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "release_checkpoint.py"), str(tmp_path / "nothing"),
-         "--out", str(tmp_path / "out"), "--readme", ""],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        [
+            sys.executable,
+            str(ROOT / "tools" / "release_checkpoint.py"),
+            str(tmp_path / "nothing"),
+            "--out",
+            str(tmp_path / "out"),
+            "--readme",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: No checkpoint at")
 
@@ -87,7 +122,13 @@ def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkey
         training.find_run()
     run = training.find_run(download_from=repo.as_uri())
     assert run == tmp_path / "artifacts" / folder
-    assert presets.from_preset(training.RELEASED_PRESET, download_from=repo.as_uri()).output_shape[-1] == 3
+    assert (
+        presets.from_preset(training.RELEASED_PRESET, download_from=repo.as_uri()).output_shape[-1]
+        == 3
+    )
     names = json.loads((run / "metadata.json").read_text())["class_names"]
     assert names == json.loads((trained_run / "metadata.json").read_text())["class_names"]
-    assert keras.saving.load_model(run / "model.keras", safe_mode=True).output_shape == (None, len(names))
+    assert keras.saving.load_model(run / "model.keras", safe_mode=True).output_shape == (
+        None,
+        len(names),
+    )

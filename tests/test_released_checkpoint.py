@@ -59,8 +59,9 @@ def test_preset_api_returns_the_release(release, monkeypatch):
     model = presets.from_preset("mobilevit_xxs_cifar10")
     stored = keras.saving.load_model(RELEASE / "model.keras", safe_mode=True)
     x = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)),
-                                  keras.ops.convert_to_numpy(stored(x)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(stored(x))
+    )
     info = presets.preset_metadata("mobilevit_xxs_cifar10")
     assert info["class_names"] == metadata["class_names"]
     assert info["preprocessing"]["channel_order"] == "RGB" and info["preprocessing"]["in_model"]
@@ -70,7 +71,11 @@ def test_preset_api_returns_the_release(release, monkeypatch):
 
 def test_committed_results_hold_no_machine_paths():
     root = RELEASE.parents[1]
-    files = [*RELEASE.glob("*.json"), *RELEASE.glob("*.md"), *(root / "benchmarks" / "results").rglob("*.json")]
+    files = [
+        *RELEASE.glob("*.json"),
+        *RELEASE.glob("*.md"),
+        *(root / "benchmarks" / "results").rglob("*.json"),
+    ]
     for file in files:
         text = file.read_text()
         for marker in ('"/home/', '"/work/', '"/tmp/', '"/root/', '"/Users/', '"/mnt/'):

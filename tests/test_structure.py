@@ -10,7 +10,11 @@ def package_imports(path):
     """The package modules `path` imports, at module level or inside functions."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mobilevit_utils"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("mobilevit_utils")
+        ):
             if node.module == "mobilevit_utils":
                 found.update(alias.name for alias in node.names)
             else:

@@ -10,8 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from helpers import learnable_images, tiny_dataset, write_image_tree
+
 from mobilevit_utils import training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +28,9 @@ def test_presets_are_plain_editable_data():
 
 
 def test_warmup_then_cosine_schedule_values():
-    config = training.TrainConfig(epochs=10, learning_rate=1e-3, min_learning_rate=1e-5,
-                                  warmup_epochs=2)
+    config = training.TrainConfig(
+        epochs=10, learning_rate=1e-3, min_learning_rate=1e-5, warmup_epochs=2
+    )
     schedule = training.make_schedule(config, steps_per_epoch=10)
 
     def lr(step):
@@ -52,16 +53,23 @@ def test_optimizer_skips_weight_decay_on_norms_and_biases():
     dense.build((None, 4))
     norm.build((None, 3))
     optimizer.build(dense.trainable_variables + norm.trainable_variables)
-    decayed = {v.name: optimizer._use_weight_decay(v) for v in dense.trainable_variables + norm.trainable_variables}
+    decayed = {
+        v.name: optimizer._use_weight_decay(v)
+        for v in dense.trainable_variables + norm.trainable_variables
+    }
     assert decayed == {"kernel": True, "bias": False, "gamma": False, "beta": False}
     for name, cls in [("adam", keras.optimizers.Adam), ("sgd", keras.optimizers.SGD)]:
-        assert isinstance(training.make_optimizer(dataclasses.replace(config, optimizer=name), 10), cls)
+        assert isinstance(
+            training.make_optimizer(dataclasses.replace(config, optimizer=name), 10), cls
+        )
 
 
 def test_loss_follows_label_type():
     assert training.uses_soft_labels(training.TrainConfig(label_smoothing=0.1))
     assert training.uses_soft_labels(training.TrainConfig(label_smoothing=0, augmentation="strong"))
-    assert not training.uses_soft_labels(training.TrainConfig(label_smoothing=0, augmentation="light"))
+    assert not training.uses_soft_labels(
+        training.TrainConfig(label_smoothing=0, augmentation="light")
+    )
     assert isinstance(training.make_loss(True, 0.1), keras.losses.CategoricalCrossentropy)
     assert isinstance(training.make_loss(False), keras.losses.SparseCategoricalCrossentropy)
     with pytest.raises(ValueError, match="soft"):
@@ -69,10 +77,20 @@ def test_loss_follows_label_type():
 
 
 def test_callbacks_are_wired(tmp_path):
-    config = dataclasses.replace(training.get_recipe("quick"), early_stopping_patience=3, schedule="plateau")
+    config = dataclasses.replace(
+        training.get_recipe("quick"), early_stopping_patience=3, schedule="plateau"
+    )
     kinds = {type(c).__name__ for c in training.make_callbacks(tmp_path, config)}
-    assert {"BackupAndRestore", "ModelCheckpoint", "CSVLogger", "TerminateOnNaN", "EpochLogger",
-            "EarlyStopping", "ReduceLROnPlateau", "TensorBoard"} <= kinds
+    assert {
+        "BackupAndRestore",
+        "ModelCheckpoint",
+        "CSVLogger",
+        "TerminateOnNaN",
+        "EpochLogger",
+        "EarlyStopping",
+        "ReduceLROnPlateau",
+        "TensorBoard",
+    } <= kinds
 
 
 def test_quick_training_run_writes_everything(trained_run):
@@ -84,7 +102,10 @@ def test_quick_training_run_writes_everything(trained_run):
     assert sum(line.startswith("epoch ") for line in lines) == 3
     assert "checkpoint" in lines[-1]
     metadata = json.loads((run / "metadata.json").read_text())
-    assert metadata["class_names"] == ["class0", "class1", "class2"] and metadata["epochs_completed"] == 3
+    assert (
+        metadata["class_names"] == ["class0", "class1", "class2"]
+        and metadata["epochs_completed"] == 3
+    )
     assert json.loads((run / "config.json").read_text())["epochs"] == 3
     assert json.loads((run / "environment.json").read_text())["backend"] == keras.backend.backend()
     model, meta = training.load_run(run)
@@ -97,8 +118,15 @@ def test_quick_training_run_writes_everything(trained_run):
 
 def test_same_seed_gives_same_metrics(trained_run, tmp_path):
     """Repeat the session's quick run with the same seed: the same history, to the digit."""
-    again = training.train("quick", run_dir=tmp_path / "again", dataset=tiny_dataset(n_per_class=16),
-                           epochs=3, batch_size=8, print_fn=lambda *_: None)
+    again = training.train(
+        "quick",
+        run_dir=tmp_path / "again",
+        dataset=tiny_dataset(n_per_class=16),
+        epochs=3,
+        batch_size=8,
+        print_fn=lambda *_: None,
+    )
+
     def metrics(history):  # all but the epochs' wall times
         return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in history]
 
@@ -107,13 +135,26 @@ def test_same_seed_gives_same_metrics(trained_run, tmp_path):
 
 
 def _run_cli(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "mobilevit_utils", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "mobilevit_utils", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    missing = _run_cli("train", "--preset", "quick", "--data-dir", str(tmp_path / "none"),
-                       "--out", str(tmp_path / "run"))
+    missing = _run_cli(
+        "train",
+        "--preset",
+        "quick",
+        "--data-dir",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -130,17 +171,34 @@ def test_cli_errors_are_one_line(tmp_path):
     assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
     assert unwritable.stderr.startswith("error: ")
     help_text = _run_cli("train", "--help").stdout
-    for flag in ("--preset", "--model", "--data-dir", "--out", "--epochs", "--batch-size", "--lr",
-                 "--seed", "--resume"):
+    for flag in (
+        "--preset",
+        "--model",
+        "--data-dir",
+        "--out",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--resume",
+    ):
         assert flag in help_text
 
 
 def test_train_command_reproduces_a_recipe():
     from mobilevit_utils import cli
 
-    recipe = dataclasses.replace(training.get_recipe("cpu"), model="xxs", epochs=7,
-                                 learning_rate=1e-3, seed=3, ema=True, label_smoothing=0.2,
-                                 mixed_precision=True, jit_compile=False)
+    recipe = dataclasses.replace(
+        training.get_recipe("cpu"),
+        model="xxs",
+        epochs=7,
+        learning_rate=1e-3,
+        seed=3,
+        ema=True,
+        label_smoothing=0.2,
+        mixed_precision=True,
+        jit_compile=False,
+    )
     command, unexpressed = cli.train_command(recipe.to_dict(), "data", "runs/x")
     assert command.startswith("python -m mobilevit_utils train --preset cpu ")
     assert unexpressed == {}
@@ -155,13 +213,32 @@ def test_train_command_reproduces_a_recipe():
 
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
     """Kill the CLI during epoch 2; --resume continues at epoch 2 and ends with 3 epochs."""
-    write_image_tree(tmp_path / "images" / "train", *learnable_images(30), ["class0", "class1", "class2"])
+    write_image_tree(
+        tmp_path / "images" / "train", *learnable_images(30), ["class0", "class1", "class2"]
+    )
     run = tmp_path / "run"
-    args = ["train", "--preset", "quick", "--data-dir", str(tmp_path / "images"), "--out", str(run),
-            "--epochs", "3", "--batch-size", "8"]
+    args = [
+        "train",
+        "--preset",
+        "quick",
+        "--data-dir",
+        str(tmp_path / "images"),
+        "--out",
+        str(run),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+    ]
     env = {**os.environ, "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")}
-    process = subprocess.Popen([sys.executable, "-m", "mobilevit_utils", *args], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mobilevit_utils", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     output = []
     for line in process.stdout:  # wait for epoch 1 to finish, then kill during epoch 2
         output.append(line)
@@ -174,8 +251,14 @@ def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
     assert (run / "backup").exists()
     assert len(training.read_history(run)) == 1
 
-    resumed = subprocess.run([sys.executable, "-m", "mobilevit_utils", *args, "--resume"],
-                             cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mobilevit_utils", *args, "--resume"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     epochs = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
     assert epochs == ["2/3", "3/3"]
@@ -193,9 +276,15 @@ def test_data_side_layers_stay_float32_under_mixed_precision():
     x, y = learnable_images(4)
     with training.dtype_policy("mixed_float16"):
         policy = aug.get_augmentation("strong")
-        batches = data.make_batches(x, y, 4, num_classes=3, training=True,
-                                    augmenter=aug.build_augmenter(policy, 0),
-                                    mixer=aug.build_mixer(policy, 0))
+        batches = data.make_batches(
+            x,
+            y,
+            4,
+            num_classes=3,
+            training=True,
+            augmenter=aug.build_augmenter(policy, 0),
+            mixer=aug.build_mixer(policy, 0),
+        )
     images, labels = next(iter(batches))
     assert images.dtype == labels.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # restored after the block
@@ -212,8 +301,9 @@ def test_mixed_precision_model_has_float32_logits_and_converts_to_float32():
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     plain = models.as_float32(mixed)
     assert {layer.dtype_policy.name for layer in plain._flatten_layers()} == {"float32"}
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)),
-                               keras.ops.convert_to_numpy(logits), atol=0.05)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain(x)), keras.ops.convert_to_numpy(logits), atol=0.05
+    )
     assert models.as_float32(plain) is plain
 
 
@@ -223,14 +313,20 @@ def test_slow_settings_on_a_cpu_are_named():
     assert any("float16" in line for line in lines)
     assert any("XLA" in line for line in lines)
     # a few-epoch check of the recipe is not worth a warning
-    assert training.hardware_warnings(dataclasses.replace(training.get_recipe("gpu"), epochs=1)) == []
+    assert (
+        training.hardware_warnings(dataclasses.replace(training.get_recipe("gpu"), epochs=1)) == []
+    )
 
 
 @pytest.mark.parametrize("backend", ["tensorflw", "mxnet"])
 def test_unknown_backend_is_one_line(backend):
-    result = subprocess.run([sys.executable, "-m", "mobilevit_utils", "train", "--help"],
-                            env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True,
-                            text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "mobilevit_utils", "train", "--help"],
+        env={**os.environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "not a backend" in result.stderr and "tensorflow, jax, torch" in result.stderr

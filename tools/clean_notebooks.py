@@ -1,7 +1,7 @@
 """Strip outputs and normalise metadata of notebooks, so that git diffs show only source.
 
-    python tools/clean_notebooks.py notebooks/*.ipynb          # rewrite in place
-    python tools/clean_notebooks.py --check notebooks/*.ipynb  # exit 1 if any would change
+python tools/clean_notebooks.py notebooks/*.ipynb          # rewrite in place
+python tools/clean_notebooks.py --check notebooks/*.ipynb  # exit 1 if any would change
 """
 
 import argparse

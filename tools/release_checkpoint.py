@@ -60,29 +60,39 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
     if log:  # what the training command printed
         shutil.copy2(log, out_dir / "training_log.txt")
     history = training.read_history(run_dir)
-    plots.save(plots.history_figure(history, f"{model.name}, preset {metadata.get('preset')}"),
-               out_dir / "learning_curves.png")
+    plots.save(
+        plots.history_figure(history, f"{model.name}, preset {metadata.get('preset')}"),
+        out_dir / "learning_curves.png",
+    )
 
     (x, y, class_names, source), split = evaluation.held_out_data(metadata, data_dir)
     report = evaluation.evaluate(model, x, y, class_names)
     evaluation.write_report(report, out_dir / "report", images=x, title=model.name)
-    print(f"keras: accuracy={report.accuracy:.4f} macro_f1={report.macro_f1:.4f} on {len(y)} images ({split})")
+    print(
+        f"keras: accuracy={report.accuracy:.4f} macro_f1={report.macro_f1:.4f} on {len(y)} images ({split})"
+    )
     flipped = evaluation.evaluate(model, x, y, class_names, flip=True)
     print(f"keras, flip TTA: accuracy={flipped.accuracy:.4f}")
 
     # Calibrate int8 on training images only: the evaluation images stay unseen.
     calibration = None
     if "int8" in precisions:
-        calibration = export.calibration_sample(evaluation.training_dataset(metadata, data_dir).x_train)
+        calibration = export.calibration_sample(
+            evaluation.training_dataset(metadata, data_dir).x_train
+        )
     tflite_dir = environment.artifacts_dir("tflite", out_dir.name)
     paths = export.export(model, tflite_dir, precisions, class_names, calibration)
     tflite = {}
     for precision, path in paths.items():
         tflite_report = evaluation.evaluate(export.TFLiteModel(path), x, y, class_names)
-        tflite[precision] = {"size_kb": round(path.stat().st_size / 1024),
-                             "accuracy": tflite_report.accuracy,
-                             "macro_f1": tflite_report.macro_f1}
-        print(f"tflite {precision}: {tflite[precision]['size_kb']} KB, accuracy={tflite_report.accuracy:.4f}")
+        tflite[precision] = {
+            "size_kb": round(path.stat().st_size / 1024),
+            "accuracy": tflite_report.accuracy,
+            "macro_f1": tflite_report.macro_f1,
+        }
+        print(
+            f"tflite {precision}: {tflite[precision]['size_kb']} KB, accuracy={tflite_report.accuracy:.4f}"
+        )
 
     run_env = metadata.get("environment", {})
     results = {
@@ -119,36 +129,65 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
 
 def results_markdown(results, run_dir, out_dir, data_dir=None):
     ev, tr = results["evaluation"], results["training"]
-    split = ("official CIFAR-10 test split" if ev["split"] == "test" else
-             "validation split held out from the training images (never trained on)")
+    split = (
+        "official CIFAR-10 test split"
+        if ev["split"] == "test"
+        else "validation split held out from the training images (never trained on)"
+    )
     minutes = tr["wall_time_s"] / 60 if tr["wall_time_s"] else float("nan")
     sizes = ", ".join(f"{p} {v['size_kb']:,} KB" for p, v in results["tflite"].items())
     accuracies = ", ".join(f"{p} {v['accuracy']:.2%}" for p, v in results["tflite"].items())
     rows = [
-        ("model", f"`{results['variant']}` ({results['model']}), input {'x'.join(map(str, results['input_shape'][:2]))}"),
+        (
+            "model",
+            f"`{results['variant']}` ({results['model']}), input {'x'.join(map(str, results['input_shape'][:2]))}",
+        ),
         ("parameters (trainable)", f"{results['trainable_parameters']:,}"),
         ("multiply-accumulates per image", f"{results['macs_per_image'] / 1e6:.1f} M"),
-        ("accuracy / top-5", f"**{ev['accuracy']:.2%}** / {ev['top5_accuracy']:.2%} on {ev['num_images']:,} images: {split}"),
-        ("accuracy with flip test-time augmentation",
-         f"{results['evaluation_flip_tta']['accuracy']:.2%} (prediction averaged over each image and "
-         "its mirror image: two forward passes, `evaluate --flip-tta`)"),
-        ("macro F1 / calibration error", f"{ev['macro_f1']:.4f} / ECE {ev['expected_calibration_error']:.3f}"),
-        ("training", f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} "
-                     f"images, seed {results['seed']}: {minutes:.0f} min wall time (`fit`, validation "
-                     f"included) on {tr['hardware']}, {tr['backend']} backend"),
+        (
+            "accuracy / top-5",
+            f"**{ev['accuracy']:.2%}** / {ev['top5_accuracy']:.2%} on {ev['num_images']:,} images: {split}",
+        ),
+        (
+            "accuracy with flip test-time augmentation",
+            f"{results['evaluation_flip_tta']['accuracy']:.2%} (prediction averaged over each image and "
+            "its mirror image: two forward passes, `evaluate --flip-tta`)",
+        ),
+        (
+            "macro F1 / calibration error",
+            f"{ev['macro_f1']:.4f} / ECE {ev['expected_calibration_error']:.3f}",
+        ),
+        (
+            "training",
+            f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} "
+            f"images, seed {results['seed']}: {minutes:.0f} min wall time (`fit`, validation "
+            f"included) on {tr['hardware']}, {tr['backend']} backend",
+        ),
         ("TFLite size", sizes),
         ("TFLite accuracy (same images)", accuracies),
     ]
     data_arg = f" --data-dir {data_dir}" if data_dir else ""
     config = json.loads((run_dir / "config.json").read_text())
     command, unexpressed = train_command(config, data_dir, run_dir.as_posix())
-    lines = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
-             f"Files: [`{out_dir.as_posix()}/`]({out_dir.as_posix()}/) (checkpoint, metadata, history, "
-             "curves, evaluation report). Reproduce:", "", "```bash", command,
-             f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}", "```", ""]
+    lines = [
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in rows),
+        "",
+        f"Files: [`{out_dir.as_posix()}/`]({out_dir.as_posix()}/) (checkpoint, metadata, history, "
+        "curves, evaluation report). Reproduce:",
+        "",
+        "```bash",
+        command,
+        f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}",
+        "```",
+        "",
+    ]
     if unexpressed:
         settings = ", ".join(f"`{k}={v}`" for k, v in unexpressed.items())
-        lines[-1:-1] = [f"The run also changed {settings} in Python (see `config.json`); no flag sets them."]
+        lines[-1:-1] = [
+            f"The run also changed {settings} in Python (see `config.json`); no flag sets them."
+        ]
     return "\n".join(lines)
 
 
@@ -164,19 +203,36 @@ def update_readme(path, table):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="a finished training run (model.keras, metadata.json, history.csv)")
-    parser.add_argument("--data-dir", help="dataset folder; default $MOBILEVIT_DATA_DIR, else CIFAR-10 download")
-    parser.add_argument("--out", default=presets.PRESETS[training.RELEASED_PRESET].checkpoint,
-                        help="release folder")
-    parser.add_argument("--precisions", nargs="+", default=list(export.PRECISIONS),
-                        choices=list(export.PRECISIONS))
-    parser.add_argument("--log", help="the training command's console log, kept as training_log.txt")
-    parser.add_argument("--readme", default="README.md",
-                        help="README whose reference-results section to rewrite ('' to skip)")
+    parser.add_argument(
+        "run_dir", help="a finished training run (model.keras, metadata.json, history.csv)"
+    )
+    parser.add_argument(
+        "--data-dir", help="dataset folder; default $MOBILEVIT_DATA_DIR, else CIFAR-10 download"
+    )
+    parser.add_argument(
+        "--out", default=presets.PRESETS[training.RELEASED_PRESET].checkpoint, help="release folder"
+    )
+    parser.add_argument(
+        "--precisions", nargs="+", default=list(export.PRECISIONS), choices=list(export.PRECISIONS)
+    )
+    parser.add_argument(
+        "--log", help="the training command's console log, kept as training_log.txt"
+    )
+    parser.add_argument(
+        "--readme",
+        default="README.md",
+        help="README whose reference-results section to rewrite ('' to skip)",
+    )
     args = parser.parse_args(argv)
     try:
-        release(args.run_dir, args.out, args.data_dir, tuple(args.precisions), args.readme or None,
-                args.log)
+        release(
+            args.run_dir,
+            args.out,
+            args.data_dir,
+            tuple(args.precisions),
+            args.readme or None,
+            args.log,
+        )
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
 

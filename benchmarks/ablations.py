@@ -143,6 +143,52 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
     }
 
 
+README_START, README_END = "<!-- ablations:start -->", "<!-- ablations:end -->"
+
+
+def markdown_table(rows):
+    """The README's "what helps" table: each row against the baseline, with the spread of the
+    baseline's seeds as the noise to compare with."""
+    if "baseline" not in rows:
+        return "No ablation has finished yet."
+    base = float(rows["baseline"]["val_accuracy"])
+    seeds = [
+        float(row["val_accuracy"]) for name, row in rows.items() if name.startswith("baseline")
+    ]
+    lines = [
+        "| run | change against the baseline | val accuracy | vs baseline | macro F1 | fit time | MACs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        delta = 100 * (float(row["val_accuracy"]) - base)
+        lines.append(
+            f"| {name} | {row['change']} | {100 * float(row['val_accuracy']):.2f} % | "
+            f"{delta:+.2f} | {float(row['macro_f1']):.4f} | {int(row['train_time_s']) / 60:.0f} min | "
+            f"{int(row['macs']) / 1e6:.1f} M |"
+        )
+    spread = 100 * (max(seeds) - min(seeds))
+    noise = (
+        f"The baseline with {len(seeds)} seeds spans {spread:.2f} points: smaller differences are noise."
+        if len(seeds) > 1
+        else "Only one seed of the baseline has finished, so the noise is not measured yet."
+    )
+    epochs = {row["epochs"] for row in rows.values()}
+    return "\n".join(lines) + (
+        f"\n\nEvery run: the `cpu` recipe for {'/'.join(sorted(epochs))} epochs on the same "
+        f"45,000/5,000 split, one change each. {noise} Fit times include validation and were "
+        "measured while other work shared the two cores."
+    )
+
+
+def write_readme(rows, readme):
+    text = readme.read_text()
+    if README_START not in text:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block.")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{markdown_table(rows)}\n{README_END}{tail}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(RUNS), help="these runs only")
@@ -162,7 +208,13 @@ def main(argv=None):
     )
     parser.add_argument("--redo", action="store_true", help="measure rows already in the CSV again")
     parser.add_argument("--list", action="store_true", help="print the runs and exit")
+    parser.add_argument(
+        "--readme", type=Path, help="rewrite this README's ablation table from the CSV and exit"
+    )
     args = parser.parse_args(argv)
+    if args.readme:
+        write_readme(read_rows(args.results_dir / "ablations.csv"), args.readme)
+        return
     if args.list:
         for name, (change, _, _) in RUNS.items():
             print(f"{name:22s} {change}")

@@ -47,6 +47,8 @@ def train_command(config, data_dir=None, out=None):
     from mobilevit_utils import training
 
     preset = training.get_recipe(config["name"]).to_dict()
+    # Runs recorded before a field existed ran with its default.
+    config = {**training.TrainConfig().to_dict(), **config}
     words = ["python -m mobilevit_utils train", f"--preset {config['name']}"]
     for field, flag in TRAIN_OVERRIDES.items():
         if field == "seed" or config[field] != preset[field]:

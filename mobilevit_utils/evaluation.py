@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mobilevit_utils import data as data_lib
-from mobilevit_utils.environment import DATA_ENV
+from mobilevit_utils.environment import DATA_ENV, display_path
 from mobilevit_utils.inference import (  # noqa: F401  (part of this module's API too)
     load_classifier,
     predict_logits,
@@ -235,7 +235,7 @@ def evaluation_data(metadata, data_dir=None, split="test"):
         root = data_lib.resolve_local_root(data_dir)
         if (root / split).is_dir():
             x, y, _, _ = data_lib.load_split_folder(root / split, tuple(class_names), size)
-            return x, y, tuple(class_names), f"{root / split}"
+            return x, y, tuple(class_names), display_path(root / split)
         if split == "test":
             raise data_lib.DataError(f"{root} has no test/ folder; use --split val.")
     dataset = training_dataset(metadata, data_dir)

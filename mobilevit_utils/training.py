@@ -423,6 +423,7 @@ def train(
     overwrite=False,
     strategy=None,
     print_fn=print,
+    callbacks=(),
     **overrides,
 ):
     """Train a model on a dataset with a recipe; returns a dict describing the run.
@@ -434,6 +435,8 @@ def train(
         resume: continue the run in `run_dir` from its last finished epoch.
         overwrite: replace an existing run in `run_dir`.
         strategy: see `distribution_scope`.
+        callbacks: extra Keras callbacks, run after the recipe's own (which log, checkpoint and
+            back up first), e.g. an Optuna pruning callback reading `val_accuracy`.
     """
     config = dataclasses.replace(get_recipe(config), **overrides)
     run_dir = prepare_run_dir(
@@ -490,7 +493,7 @@ def train(
         epochs=config.epochs,
         verbose=0,
         shuffle=False,  # the pipeline shuffles
-        callbacks=make_callbacks(run_dir, config, print_fn),
+        callbacks=[*make_callbacks(run_dir, config, print_fn), *callbacks],
     )
     wall = time.perf_counter() - start
     checkpoint = run_dir / "model.keras"

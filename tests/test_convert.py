@@ -51,3 +51,14 @@ def test_mismatched_state_dict_lists_the_problem_keys():
     message = str(info.value)
     assert "missing keys (1): mobilevit.conv_stem.convolution.weight" in message
     assert "unexpected keys (1): extra.weight" in message
+
+
+def test_apple_preset_offline_is_a_one_line_error(monkeypatch):
+    """Without the internet (or transformers' cache), Apple's weights fail clearly."""
+    from mobilevit_utils import presets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-cache")
+    with pytest.raises(ConnectionError, match="apple/mobilevit-xx-small") as error:
+        presets.from_preset("apple/mobilevit-xx-small")
+    assert "\n" not in str(error.value)

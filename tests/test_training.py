@@ -330,3 +330,32 @@ def test_unknown_backend_is_one_line(backend):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "not a backend" in result.stderr and "tensorflow, jax, torch" in result.stderr
+
+
+def test_extra_callbacks_see_every_epoch_of_an_ema_run(tmp_path):
+    """`callbacks=` (an Optuna pruner, say) runs after the recipe's own; EMA runs validate."""
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append((epoch, logs["val_accuracy"], logs["epoch_time_s"]))
+
+    recorder = Recorder()
+    result = training.train(
+        "quick",
+        run_dir=tmp_path / "run",
+        dataset=tiny_dataset(),
+        epochs=2,
+        batch_size=8,
+        ema=True,
+        callbacks=[recorder],
+        print_fn=lambda *_: None,
+    )
+    assert [epoch for epoch, _, _ in recorder.seen] == [0, 1]
+    assert [row["val_accuracy"] for row in result["history"]] == [
+        acc for _, acc, _ in recorder.seen
+    ]
+    assert result["config"].ema and (tmp_path / "run" / "model.keras").exists()

@@ -79,10 +79,10 @@ RECIPES = {
         augmentation="light",
     ),
     # Sized to 2 hours on 2 CPU cores from measured speed: the reference run took 102 minutes
-    # and reached 85.6 % (README, "Results"). 12 and 24 epochs reached 79.6 % and 83.4 %: each
-    # doubling gains fewer points (benchmarks/results/epoch_scaling.txt), so 90 % is out of a
-    # 2-hour CPU budget's reach. A run with peak learning rate 2e-3 and no gradient clipping
-    # diverged halfway (epoch 15).
+    # and reached 85.6 % (README, "Results"), with the bilinear shifts now named
+    # "light_bilinear"; at 12 epochs, whole-pixel shifts ("light") gained 1.4 points
+    # (benchmarks/results/ablations.csv). A run with peak learning rate 2e-3 and no gradient
+    # clipping diverged halfway (epoch 15).
     "cpu": TrainConfig(
         name="cpu",
         epochs=48,

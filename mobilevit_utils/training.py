@@ -35,6 +35,7 @@ class TrainConfig:
 
     name: str = "custom"
     model: str = "xxs_cifar"
+    num_heads: int | None = None  # attention heads per transformer; None keeps the variant's
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 2e-3  # peak, reached after warm-up
@@ -404,8 +405,11 @@ def _write_json(path, payload):
 
 
 def build_model(config, num_classes, input_shape):
+    variant = models.get_variant(config.model)
+    if config.num_heads is not None:
+        variant = dataclasses.replace(variant, num_heads=config.num_heads)
     return models.build_mobilevit(
-        config.model,
+        variant,
         num_classes=num_classes,
         input_shape=input_shape,
         include_rescaling=models.RAW_RGB.in_model,  # trained on raw pixels, whatever the variant

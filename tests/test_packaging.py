@@ -25,6 +25,19 @@ def test_environment_pins_match_pyproject():
     assert env_pins == pins
 
 
+def test_environment_lists_only_what_pyproject_requires():
+    """environment.yml's explicit pip entries (pins and optuna) are dependencies in pyproject."""
+    project = pyproject()["project"]
+    required = set(project["dependencies"])
+    required |= {d for deps in project["optional-dependencies"].values() for d in deps}
+    entries = environment_pip_entries()
+    explicit = set(entries[entries.index("pip:") + 1 :]) - {
+        e for e in entries if e.startswith("-e ")
+    }
+    assert explicit <= required
+    assert "optuna>=4.0" in explicit
+
+
 def test_environment_and_makefile_install_the_same_extras():
     extras = set(pyproject()["project"]["optional-dependencies"])
     env_extras = next(e for e in environment_pip_entries() if e.startswith("-e ."))

@@ -142,3 +142,34 @@ def history_figure(history, title=""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def ablation_figure(table, baseline="baseline"):
+    """Validation accuracy of each ablation run against its fit time and its MACs per image
+    (`table`: benchmarks/results/ablations.csv as a DataFrame), the baseline marked."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    table = table.assign(
+        accuracy=100 * table["val_accuracy"],
+        minutes=table["train_time_s"] / 60,
+        mmacs=table["macs"] / 1e6,
+    )
+    for ax, (column, label) in zip(
+        axes, [("minutes", "fit time (min, 2 CPU cores)"), ("mmacs", "MACs per image (M)")]
+    ):
+        sns.scatterplot(data=table, x=column, y="accuracy", ax=ax, s=60)
+        for _, row in table.iterrows():
+            ax.annotate(
+                row["name"],
+                (row[column], row["accuracy"]),
+                fontsize=8,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        if baseline in set(table["name"]):
+            ax.axhline(table.loc[table["name"] == baseline, "accuracy"].iloc[0], ls="--", c="grey")
+        ax.set(xlabel=label, ylabel="validation accuracy (%)")
+    fig.suptitle("Ablations at equal budget (dashed: the baseline)")
+    fig.tight_layout()
+    return fig

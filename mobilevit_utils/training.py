@@ -99,7 +99,9 @@ RECIPES = {
     # 26 M-MAC model fit in a few GB; peak learning rate 4e-3 (AdamW scales with batch size:
     # 1.5e-3 at 128 was stable, 2e-3 diverged without clipping) after 5 warm-up epochs;
     # CutMix and colour jitter against the overfitting the 48-epoch CPU run began to show.
-    # Weight EMA, as in the reference training code (ml-cvnets). Float16 compute (tensor
+    # Weight EMA, as in the reference training code (ml-cvnets); at 12 CPU epochs it cost 1.3
+    # points (benchmarks/results/ablations.csv: the average of the last ~1,000 steps lags a
+    # short run), over 200 epochs that lag is under 1 % of training. Float16 compute (tensor
     # cores), XLA compilation, parallel augmentation. TensorFlow is
     # the backend to use: it also exports TFLite, and Colab ships it with GPU support.
     "gpu": TrainConfig(

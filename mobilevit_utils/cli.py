@@ -375,6 +375,9 @@ def _user_errors():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from mobilevit_utils import environment
+
+    environment.start_backend_quietly()
     try:
         args.handler(args)
     except KeyboardInterrupt:

@@ -47,6 +47,23 @@ def quiet_stderr():
         os.close(saved)
 
 
+_backend_started = False
+
+
+def start_backend_quietly():
+    """Initialise the backend's devices once, with its C++ start-up lines silenced (TensorFlow's
+    CUDA probing prints `failed call to cuInit` on machines without a GPU). Importing the
+    package does not do this; the CLI, `training.train` and the notebooks' set-up call it."""
+    global _backend_started
+    if _backend_started:
+        return
+    import keras
+
+    with quiet_stderr():
+        keras.ops.convert_to_numpy(keras.ops.zeros(()))
+    _backend_started = True
+
+
 def quick_mode():
     """True when `MOBILEVIT_QUICK` is set to 1/true/yes."""
     return os.environ.get(QUICK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -14,6 +14,7 @@ def setup_notebook(seed=42):
     Returns `describe()` so the notebook can show what it runs on.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment.start_backend_quietly()
     environment.check_versions()
     plots.set_style()
     environment.set_seed(seed)

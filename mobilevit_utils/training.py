@@ -448,6 +448,7 @@ def train(
     run_dir = prepare_run_dir(
         run_dir or environment.artifacts_dir("runs", config.name, create=False), resume, overwrite
     )
+    environment.start_backend_quietly()
     environment.set_seed(config.seed)
     for line in hardware_warnings(config):
         print_fn(line)

@@ -120,6 +120,7 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
             epochs=epochs,
             **{**BASELINE, **overrides},
         )
+    if overrides is not None:  # also when a finished run's row was not written before a crash
         keep_run_files(run_dir, results_dir, name)
     model, metadata = training.load_run(run_dir, compile=False)
     report = evaluation.evaluate(

@@ -226,9 +226,11 @@ def dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def hardware_warnings(config):
-    """One line per recipe setting that will run slowly on this machine's devices."""
-    accelerators = [d for d in environment.describe()["devices"] if "CPU" not in d.upper()]
+def hardware_warnings(config, devices=None):
+    """One line per recipe setting that will run slowly on `devices` (default: this machine's,
+    as `environment.describe()` lists them)."""
+    devices = environment.describe()["devices"] if devices is None else devices
+    accelerators = [d for d in devices if "CPU" not in d.upper()]
     if accelerators or config.epochs <= 2:
         return []
     warnings = []
@@ -450,7 +452,8 @@ def train(
     )
     environment.start_backend_quietly()
     environment.set_seed(config.seed)
-    for line in hardware_warnings(config):
+    run_environment = environment.describe()  # versions and devices, once per run
+    for line in hardware_warnings(config, run_environment["devices"]):
         print_fn(line)
 
     if dataset is None:
@@ -486,7 +489,6 @@ def train(
         compile_model(model, config, steps_per_epoch, num_classes)
 
     _write_json(run_dir / "config.json", config.to_dict())
-    run_environment = environment.describe()
     _write_json(run_dir / "environment.json", run_environment)
     print_fn(
         f"training {model.name} ({models.trainable_params(model):,} parameters) on "

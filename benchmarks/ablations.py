@@ -107,7 +107,7 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
     change, overrides, tta = RUNS[name]
     source = name if overrides is not None else "baseline"
     run_dir = runs_dir / source
-    finished = (run_dir / "history.csv").exists() and not (run_dir / "backup").exists()
+    finished = training.run_finished(run_dir)
     if overrides is None and not finished:
         raise SystemExit(f"{name} evaluates the baseline's checkpoint; run 'baseline' first.")
     if not finished:

@@ -375,12 +375,19 @@ class RunExistsError(FileExistsError):
     pass
 
 
+def run_finished(run_dir):
+    """True once `train` has written the run's metadata and removed its resume state. A run
+    stopped before its first epoch ended has a history.csv but neither, and starts again."""
+    run_dir = Path(run_dir)
+    return (run_dir / "metadata.json").exists() and not (run_dir / "backup").exists()
+
+
 def prepare_run_dir(run_dir, resume=False, overwrite=False):
     """Create `run_dir`. An existing run is continued (`resume`), replaced (`overwrite`), or
     refused so that nothing is lost by accident."""
     run_dir = Path(run_dir)
     existing = run_dir.exists() and any(run_dir.iterdir())
-    if resume and (run_dir / "history.csv").exists() and not (run_dir / "backup").exists():
+    if resume and run_finished(run_dir):
         raise RunExistsError(
             f"The run in {run_dir} has finished (its resume state is removed on completion); "
             "start a new run in another folder."

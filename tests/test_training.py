@@ -116,6 +116,19 @@ def test_quick_training_run_writes_everything(trained_run):
         training.train("quick", run_dir=run, dataset=tiny_dataset(), resume=True)
 
 
+def test_run_stopped_before_its_first_epoch_is_not_finished(tmp_path):
+    """Killed during epoch 1: config.json and an empty history.csv, no backup yet. Resuming
+    starts it again instead of calling it finished."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "history.csv").write_text("")
+    assert not training.run_finished(run)
+    training.train("quick", run_dir=run, dataset=tiny_dataset(), resume=True, epochs=1)
+    assert training.run_finished(run)
+    assert len(training.read_history(run)) == 1
+
+
 def test_same_seed_gives_same_metrics(trained_run, tmp_path):
     """Repeat the session's quick run with the same seed: the same history, to the digit."""
     again = training.train(

@@ -6,6 +6,10 @@ of ml-cvnets. Its modules map one-to-one onto `mobilevit_utils.layers`; only the
 differ (PyTorch convolutions are `(out, in, kh, kw)`, Keras `(kh, kw, in, out)`; linear layers
 are transposed; query/key/value are fused into one projection here).
 
+MobileViTv2 (`transformers.MobileViTV2ForImageClassification`, checkpoints
+`apple/mobilevitv2-1.0-imagenet1k-256` and the other widths) maps onto the `v2_*` variants the
+same way; its 1x1 convolutions become Dense layers on channels-last tokens.
+
 Usage where the internet is reachable::
 
     from transformers import MobileViTForImageClassification
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock
+from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock, MobileViTV2Block
 from mobilevit_utils.models import get_variant
 
 # Buffers of the reference that have no Keras counterpart.
@@ -102,6 +106,33 @@ def _transformer_layer(layer, prefix):
     yield from _dense(layer.mlp_out, f"{prefix}.output.dense")
 
 
+def _pointwise_kernel(w):
+    return np.transpose(w[:, :, 0, 0])  # 1x1 conv (out, in, 1, 1) -> Dense (in, out)
+
+
+def _pointwise(layer, prefix):
+    yield layer.kernel, [f"{prefix}.convolution.weight"], _pointwise_kernel
+    yield layer.bias, [f"{prefix}.convolution.bias"], _identity
+
+
+def _separable_transformer_layer(layer, prefix):
+    yield from _layer_norm(layer.attention_norm, f"{prefix}.layernorm_before")
+    yield from _pointwise(layer.attention.qkv_proj, f"{prefix}.attention.qkv_proj")
+    yield from _pointwise(layer.attention.out_proj, f"{prefix}.attention.out_proj")
+    yield from _layer_norm(layer.mlp_norm, f"{prefix}.layernorm_after")
+    yield from _pointwise(layer.mlp_in, f"{prefix}.ffn.conv1")
+    yield from _pointwise(layer.mlp_out, f"{prefix}.ffn.conv2")
+
+
+def _mobilevit_v2_block(layer, prefix):
+    yield from _conv_norm_act(layer.local_rep_layer_1, f"{prefix}.conv_kxk")
+    yield from _conv_norm_act(layer.local_rep_layer_2, f"{prefix}.conv_1x1")
+    for i, transformer in enumerate(layer.transformer_layers):
+        yield from _separable_transformer_layer(transformer, f"{prefix}.transformer.layer.{i}")
+    yield from _layer_norm(layer.transformer_layer_norm, f"{prefix}.layernorm")
+    yield from _conv_norm_act(layer.conv_proj, f"{prefix}.conv_projection")
+
+
 def _mobilevit_block(layer, prefix):
     yield from _conv_norm_act(layer.local_rep_layer_1, f"{prefix}.conv_kxk")
     yield from _conv_norm_act(layer.local_rep_layer_2, f"{prefix}.conv_1x1")
@@ -112,35 +143,45 @@ def _mobilevit_block(layer, prefix):
     yield from _conv_norm_act(layer.fusion, f"{prefix}.fusion")
 
 
-def _reference_prefix(layer_name):
-    """Reference module path for a top-level layer of `build_mobilevit` (None: no weights)."""
+def _reference_prefix(layer_name, root="mobilevit"):
+    """Reference module path for a top-level layer of `build_mobilevit` (None: no weights).
+    `root` is the reference's backbone attribute: "mobilevit" (v1) or "mobilevitv2"."""
     if layer_name == "stem":
-        return "mobilevit.conv_stem"
+        return f"{root}.conv_stem"
     if layer_name == "final_conv":
-        return "mobilevit.conv_1x1_exp"
+        return f"{root}.conv_1x1_exp"
     if layer_name == "classifier":
         return "classifier"
     if layer_name.startswith("stage"):
         stage, part = layer_name.split("_", 1)
         index = int(stage.removeprefix("stage")) - 1
         if part.startswith("block"):
-            return f"mobilevit.encoder.layer.{index}.layer.{int(part.removeprefix('block')) - 1}"
+            return f"{root}.encoder.layer.{index}.layer.{int(part.removeprefix('block')) - 1}"
         if part == "downsample":
-            return f"mobilevit.encoder.layer.{index}.downsampling_layer"
-        return f"mobilevit.encoder.layer.{index}"
+            return f"{root}.encoder.layer.{index}.downsampling_layer"
+        return f"{root}.encoder.layer.{index}"
     return None
+
+
+def reference_root(model):
+    """The reference's backbone attribute for `model`: "mobilevitv2" for MobileViTv2 models."""
+    is_v2 = any(isinstance(layer, MobileViTV2Block) for layer in model.layers)
+    return "mobilevitv2" if is_v2 else "mobilevit"
 
 
 def weight_map(model):
     """Yield `(keras_variable, reference_keys, transform)` for every weight of `model`."""
+    root = reference_root(model)
     for layer in model.layers:
-        prefix = _reference_prefix(layer.name)
+        prefix = _reference_prefix(layer.name, root)
         if prefix is None:
             continue
         if isinstance(layer, ConvNormAct):
             yield from _conv_norm_act(layer, prefix)
         elif isinstance(layer, InvertedResidual):
             yield from _inverted_residual(layer, prefix)
+        elif isinstance(layer, MobileViTV2Block):
+            yield from _mobilevit_v2_block(layer, prefix)
         elif isinstance(layer, MobileViTBlock):
             yield from _mobilevit_block(layer, prefix)
         else:
@@ -160,14 +201,16 @@ def _summarise(title, items, limit=10):
 def load_torch_state_dict(model, state_dict):
     """Copy a reference state dict (torch tensors or numpy arrays) into `model`.
 
-    Accepts the state dict of `MobileViTForImageClassification` or, for models built with
-    `include_top=False`, of `MobileViTModel` (keys without the `mobilevit.` prefix).
+    Accepts the state dict of `MobileViTForImageClassification` or
+    `MobileViTV2ForImageClassification` or, for models built with `include_top=False`, of
+    `MobileViTModel`/`MobileViTV2Model` (keys without the `mobilevit.`/`mobilevitv2.` prefix).
     Raises `WeightMismatchError` listing missing, unexpected and mis-shaped keys; nothing is
     assigned unless everything fits.
     """
     state = dict(state_dict)
-    if state and not any(k.startswith(("mobilevit.", "classifier.")) for k in state):
-        state = {f"mobilevit.{k}": v for k, v in state.items()}
+    root = reference_root(model)
+    if state and not any(k.startswith((f"{root}.", "classifier.")) for k in state):
+        state = {f"{root}.{k}": v for k, v in state.items()}
 
     used, missing, mismatched, assignments = set(), [], [], []
     for variable, keys, transform in weight_map(model):
@@ -198,18 +241,29 @@ def load_torch_state_dict(model, state_dict):
         raise WeightMismatchError(
             f"State dict does not match {model.name}: "
             + "; ".join(problems)
-            + ". Build the variant (xxs/xs/s) and num_classes of the checkpoint."
+            + ". Build the variant (xxs/xs/s, v2_050 ... v2_200) and num_classes of the "
+            "checkpoint."
         )
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
     return model
 
 
+def _width_multiplier(config):
+    """The v2 width multiplier alpha that generates `config`'s rows, from its name."""
+    return int(config.name.rsplit("_", 1)[-1]) / 100
+
+
 def reference_config(variant, num_classes=1000):
-    """`transformers.MobileViTConfig` of the reference model matching one of our variants."""
+    """`transformers.MobileViTConfig` (or `MobileViTV2Config`) of the reference model matching
+    one of our ImageNet variants."""
+    config = get_variant(variant)
+    if config.stages[-1].block == "mobilevit_v2":
+        from transformers import MobileViTV2Config
+
+        return MobileViTV2Config(num_labels=num_classes, width_multiplier=_width_multiplier(config))
     from transformers import MobileViTConfig
 
-    config = get_variant(variant)
     return MobileViTConfig(
         num_labels=num_classes,
         neck_hidden_sizes=list(config.channels),
@@ -228,12 +282,18 @@ def random_reference(variant, num_classes=1000, seed=0):
     a mistake in mapping them would go unnoticed.
     """
     import torch
-    from transformers import MobileViTForImageClassification
+    from transformers import MobileViTForImageClassification, MobileViTV2ForImageClassification
 
     torch.manual_seed(seed)
-    model = MobileViTForImageClassification(reference_config(variant, num_classes)).eval()
+    config = reference_config(variant, num_classes)
+    is_v2 = config.model_type == "mobilevitv2"
+    reference = MobileViTV2ForImageClassification if is_v2 else MobileViTForImageClassification
+    model = reference(config).eval()
     with torch.no_grad():
         for module in model.modules():
+            if isinstance(module, torch.nn.GroupNorm):  # initialised to the identity affine
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 1.5)

@@ -94,6 +94,31 @@ def fold(patches, num_patches_hw, patch_size):
     return ops.reshape(x, (-1, num_h * patch_size, num_w * patch_size, channels))
 
 
+def _patch_aligned_size(height, width, patch_size):
+    p = patch_size
+    return (height + p - 1) // p * p, (width + p - 1) // p * p
+
+
+def apply_to_patches(x, patch_size, transform, training=None):
+    """Unfold a `(B, H, W, C)` map into token sequences, apply `transform` to the
+    `(B * p * p, N, C)` tokens, and fold the result back to `(B, H, W, C')`.
+
+    A map whose sides are not multiples of `patch_size` is resized bilinearly to the next
+    multiple and back, as the reference does. There are no positional embeddings: `fold`
+    puts every token back where it came from, and the convolutions around the transformer
+    see positions.
+    """
+    height, width = _spatial_size(x)
+    new_height, new_width = _patch_aligned_size(height, width, patch_size)
+    # With unknown sizes (symbolic tensors) always resize: to the same size it is exact.
+    needs_resize = not _is_static(height, width) or (new_height, new_width) != (height, width)
+    if needs_resize:
+        x = resize_bilinear(x, (new_height, new_width))
+    patches = transform(unfold(x, patch_size), training=training)
+    x = fold(patches, (new_height // patch_size, new_width // patch_size), patch_size)
+    return resize_bilinear(x, (height, width)) if needs_resize else x
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BatchNorm(layers.BatchNormalization):
     """`keras.layers.BatchNormalization` whose training step uses TensorFlow's fused kernel.
@@ -149,6 +174,108 @@ class BatchNorm(layers.BatchNormalization):
         return outputs
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DynamicDepthwiseConv2D(layers.Layer):
+    """Dynamic depthwise convolution (Chen et al., "Dynamic Convolution", CVPR 2020).
+
+    `num_kernels` depthwise kernels are mixed per example by attention weights
+    `softmax(logits / temperature)`, where the logits come from a squeeze-and-excitation-style
+    branch: global average pool, Dense(C / reduction, ReLU), Dense(num_kernels). A large
+    temperature (30) starts the mixture near uniform so that every kernel learns; training
+    anneals it to 1 (`training.DynamicConvTemperature`).
+
+    Convolution is linear, so mixing the K outputs of the K kernels with the weights equals
+    convolving with the mixed kernel. This layer computes the former: one depthwise conv with
+    `depth_multiplier=K` and a weighted sum, which every backend and TFLite's builtin ops
+    run (a different kernel per example would need a per-example convolution, which TFLite
+    has no builtin for). It costs K times a depthwise conv's MACs, still small next to the
+    1x1 convolutions around it.
+    """
+
+    def __init__(
+        self,
+        kernel_size=3,
+        strides=1,
+        padding="same",
+        num_kernels=4,
+        temperature=30.0,
+        reduction=4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_kernels < 1:
+            raise ValueError(f"num_kernels must be at least 1, got {num_kernels}.")
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.padding = padding
+        self.num_kernels = num_kernels
+        self.initial_temperature = float(temperature)
+        self.reduction = reduction
+        self.kernels = layers.DepthwiseConv2D(
+            kernel_size,
+            strides,
+            padding=padding,
+            depth_multiplier=num_kernels,
+            use_bias=False,
+            name="kernels",
+        )
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.attention_reduce = layers.Dense(
+            max(channels // self.reduction, 4), activation="relu", name="attention_reduce"
+        )
+        self.attention_logits = layers.Dense(self.num_kernels, name="attention_logits")
+        self.kernels.build(input_shape)
+        self.attention_reduce.build((None, channels))
+        self.attention_logits.build((None, self.attention_reduce.units))
+        self.temperature = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_temperature),
+            trainable=False,
+            name="temperature",
+        )
+
+    def kernel_weights(self, x):
+        """Per-example mixing weights `(batch, num_kernels)`, summing to 1."""
+        logits = self.attention_logits(self.attention_reduce(ops.mean(x, axis=(1, 2))))
+        logits = ops.cast(logits, "float32") / ops.cast(self.temperature, "float32")
+        return ops.cast(ops.softmax(logits, axis=-1), x.dtype)
+
+    def call(self, x):
+        weights = self.kernel_weights(x)
+        out = self.kernels(x)  # (B, H, W, C * K); channel c's outputs are c*K ... c*K + K-1
+        height, width = _spatial_size(out)
+        channels = x.shape[-1]
+        out = ops.reshape(out, (-1, height * width, channels, self.num_kernels))
+        out = ops.sum(out * weights[:, None, None, :], axis=-1)
+        return ops.reshape(out, (-1, height, width, channels))
+
+    def compute_output_shape(self, input_shape):
+        return self.kernels.compute_output_shape(input_shape)[:-1] + (input_shape[-1],)
+
+    def count_macs(self, input_shape):
+        height, width, channels = input_shape
+        _, out_h, out_w, _ = self.compute_output_shape((None, height, width, channels))
+        k = self.num_kernels
+        convolutions = out_h * out_w * channels * self.kernel_size**2 * k
+        hidden = self.attention_reduce.units
+        attention = channels * hidden + hidden * k
+        return convolutions + attention + out_h * out_w * channels * k  # + the weighted sum
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            num_kernels=self.num_kernels,
+            temperature=self.initial_temperature,
+            reduction=self.reduction,
+        )
+        return config
+
+
 def _build_chain(sublayers, input_shape):
     """Build sublayers applied one after another and return the final output shape."""
     shape = tuple(input_shape)
@@ -183,6 +310,8 @@ class ConvNormAct(layers.Layer):
         depthwise: a depthwise (per-channel) convolution, as in MobileNetV2.
         use_norm: apply BatchNormalization.
         use_activation: apply SiLU.
+        dynamic_kernels: with `depthwise`, a `DynamicDepthwiseConv2D` mixing this many kernels
+            per example instead of one fixed kernel (0: a plain depthwise convolution).
     """
 
     def __init__(
@@ -193,20 +322,28 @@ class ConvNormAct(layers.Layer):
         depthwise=False,
         use_norm=True,
         use_activation=True,
+        dynamic_kernels=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if dynamic_kernels and not depthwise:
+            raise ValueError("dynamic_kernels needs depthwise=True (a dynamic depthwise conv).")
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
         self.depthwise = depthwise
         self.use_norm = use_norm
         self.use_activation = use_activation
+        self.dynamic_kernels = dynamic_kernels
         pad = (kernel_size - 1) // 2
         explicit_pad = pad > 0 and strides > 1
         self.pad = layers.ZeroPadding2D(pad, name="pad") if explicit_pad else None
         padding = "valid" if explicit_pad else "same"
-        if depthwise:
+        if dynamic_kernels:
+            self.conv = DynamicDepthwiseConv2D(
+                kernel_size, strides, padding=padding, num_kernels=dynamic_kernels, name="conv"
+            )
+        elif depthwise:
             self.conv = layers.DepthwiseConv2D(
                 kernel_size, strides, padding=padding, use_bias=False, name="conv"
             )
@@ -243,6 +380,8 @@ class ConvNormAct(layers.Layer):
 
     def count_macs(self, input_shape):
         """Multiply-accumulates for one image of `input_shape` (H, W, C)."""
+        if self.dynamic_kernels:
+            return self.conv.count_macs(input_shape)
         _, out_h, out_w, out_c = self.compute_output_shape((None, *input_shape))
         per_pixel = self.kernel_size**2 * (1 if self.depthwise else input_shape[-1])
         return out_h * out_w * out_c * per_pixel
@@ -256,6 +395,7 @@ class ConvNormAct(layers.Layer):
             depthwise=self.depthwise,
             use_norm=self.use_norm,
             use_activation=self.use_activation,
+            dynamic_kernels=self.dynamic_kernels,
         )
         return config
 
@@ -271,20 +411,30 @@ class InvertedResidual(layers.Layer):
         filters: output channels.
         strides: stride of the depthwise convolution.
         expand_ratio: hidden width = `make_divisible(round(in_channels * expand_ratio), 8)`.
+        dynamic_kernels: make the depthwise conv a `DynamicDepthwiseConv2D` of this many
+            kernels (0: the usual static one).
     """
 
-    def __init__(self, filters, strides=1, expand_ratio=4.0, **kwargs):
+    def __init__(self, filters, strides=1, expand_ratio=4.0, dynamic_kernels=0, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
         self.expand_ratio = expand_ratio
+        self.dynamic_kernels = dynamic_kernels
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
         hidden = make_divisible(int(round(in_channels * self.expand_ratio)), 8)
         self.use_residual = self.strides == 1 and in_channels == self.filters
         self.expand_1x1 = ConvNormAct(hidden, 1, name="expand_1x1")
-        self.conv_3x3 = ConvNormAct(hidden, 3, self.strides, depthwise=True, name="conv_3x3")
+        self.conv_3x3 = ConvNormAct(
+            hidden,
+            3,
+            self.strides,
+            depthwise=True,
+            dynamic_kernels=self.dynamic_kernels,
+            name="conv_3x3",
+        )
         self.reduce_1x1 = ConvNormAct(self.filters, 1, use_activation=False, name="reduce_1x1")
         _build_chain([self.expand_1x1, self.conv_3x3, self.reduce_1x1], input_shape)
 
@@ -313,7 +463,12 @@ class InvertedResidual(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, strides=self.strides, expand_ratio=self.expand_ratio)
+        config.update(
+            filters=self.filters,
+            strides=self.strides,
+            expand_ratio=self.expand_ratio,
+            dynamic_kernels=self.dynamic_kernels,
+        )
         return config
 
 
@@ -539,47 +694,47 @@ class MobileViTBlock(layers.Layer):
         )
         self.concat = layers.Concatenate(axis=-1, name="concat")
 
+    # What MobileViTV3Block changes: a depthwise local conv, a 1x1 fusion of local and global.
+    depthwise_local = False
+    fusion_kernel_size = None  # None: kernel_size
+
+    def _fusion_channels(self, channels):
+        return 2 * channels  # the block input and the global features
+
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.local_rep_layer_1 = ConvNormAct(channels, self.kernel_size, name="local_rep_layer_1")
+        self.local_rep_layer_1 = ConvNormAct(
+            channels, self.kernel_size, depthwise=self.depthwise_local, name="local_rep_layer_1"
+        )
         self.local_rep_layer_2 = ConvNormAct(
             self.embedding_dim, 1, use_norm=False, use_activation=False, name="local_rep_layer_2"
         )
         self.conv_proj = ConvNormAct(channels, 1, name="conv_proj")
-        self.fusion = ConvNormAct(channels, self.kernel_size, name="fusion")
+        self.fusion = ConvNormAct(
+            channels, self.fusion_kernel_size or self.kernel_size, name="fusion"
+        )
         _build_chain([self.local_rep_layer_1, self.local_rep_layer_2], input_shape)
         token_shape = (None, None, self.embedding_dim)
         for layer in self.transformer_layers:
             layer.build(token_shape)
         self.transformer_layer_norm.build(token_shape)
         self.conv_proj.build((*input_shape[:-1], self.embedding_dim))
-        self.fusion.build((*input_shape[:-1], 2 * channels))
+        self.fusion.build((*input_shape[:-1], self._fusion_channels(channels)))
 
     def _patch_aligned_size(self, height, width):
-        p = self.patch_size
-        return (height + p - 1) // p * p, (width + p - 1) // p * p
+        return _patch_aligned_size(height, width, self.patch_size)
+
+    def global_representation(self, patches, training=None):
+        """The transformer over unfolded `(B * p * p, N, embedding_dim)` token sequences."""
+        for layer in self.transformer_layers:
+            patches = layer(patches, training=training)
+        return self.transformer_layer_norm(patches)
 
     def call(self, x, training=None):
         residual = x
         x = self.local_rep_layer_1(x, training=training)
         x = self.local_rep_layer_2(x, training=training)
-
-        height, width = _spatial_size(x)
-        new_height, new_width = self._patch_aligned_size(height, width)
-        # With unknown sizes (symbolic tensors) always resize: to the same size it is exact.
-        needs_resize = not _is_static(height, width) or (new_height, new_width) != (height, width)
-        if needs_resize:
-            x = resize_bilinear(x, (new_height, new_width))
-
-        patches = unfold(x, self.patch_size)
-        for layer in self.transformer_layers:
-            patches = layer(patches, training=training)
-        patches = self.transformer_layer_norm(patches)
-        grid = (new_height // self.patch_size, new_width // self.patch_size)
-        x = fold(patches, grid, self.patch_size)
-
-        if needs_resize:
-            x = resize_bilinear(x, (height, width))
+        x = apply_to_patches(x, self.patch_size, self.global_representation, training)
         x = self.conv_proj(x, training=training)
         return self.fusion(self.concat([residual, x]), training=training)
 
@@ -595,7 +750,7 @@ class MobileViTBlock(layers.Layer):
         total += self.local_rep_layer_2.count_macs(input_shape)
         total += sequences * sum(t.count_macs(num_tokens) for t in self.transformer_layers)
         total += self.conv_proj.count_macs((height, width, self.embedding_dim))
-        total += self.fusion.count_macs((height, width, 2 * channels))
+        total += self.fusion.count_macs((height, width, self._fusion_channels(channels)))
         return total
 
     def get_config(self):
@@ -607,6 +762,247 @@ class MobileViTBlock(layers.Layer):
             patch_size=self.patch_size,
             mlp_ratio=self.mlp_ratio,
             qkv_bias=self.qkv_bias,
+            attention_drop=self.attention_drop,
+            dropout=self.dropout,
+            kernel_size=self.kernel_size,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MobileViTV3Block(MobileViTBlock):
+    """MobileViTv3 block (Wadekar & Chaurasia 2022) for the v1 layout.
+
+    Three changes to `MobileViTBlock`: `local_rep_layer_1` is a depthwise 3x3 conv; `fusion`
+    is a 1x1 conv over the local features (the output of `local_rep_layer_2`) concatenated with
+    the global ones, instead of a 3x3 conv over the block input and the global features; and
+    the block input is added to the fused output (`out + data`). The 3x3 fusion over
+    2 x channels was the costliest conv of a v1 block; a 1x1 one costs a ninth of it per
+    input channel.
+    """
+
+    depthwise_local = True
+    fusion_kernel_size = 1
+
+    def _fusion_channels(self, channels):
+        return self.embedding_dim + channels  # the local and the global features
+
+    def call(self, data, training=None):
+        local = self.local_rep_layer_1(data, training=training)
+        local = self.local_rep_layer_2(local, training=training)
+        x = apply_to_patches(local, self.patch_size, self.global_representation, training)
+        x = self.conv_proj(x, training=training)
+        out = self.fusion(self.concat([local, x]), training=training)
+        return out + data
+
+
+# --------------------------------------------------------------------------------------------
+# MobileViTv2 (Mehta & Rastegari 2022, "Separable Self-attention for Mobile Vision Transformers")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SeparableSelfAttention(layers.Layer):
+    """MobileViTv2's separable self-attention: cost linear in the number of tokens.
+
+    On `(batch, p * p, num_tokens, embedding_dim)` tokens: one projection to `1 + 2 d` channels
+    gives a one-channel query, keys and values. The query's softmax over the tokens weighs the
+    keys into a single context vector; every token's ReLU(value) is multiplied by it, then
+    projected (`out_proj`). MHSA compares every pair of tokens (k^2 scores per head); this
+    compares each token with one learned context (k scores), and has no heads.
+
+    Args:
+        embedding_dim: token width `d`.
+        attention_drop: dropout on the context scores.
+    """
+
+    def __init__(self, embedding_dim, attention_drop=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.attention_drop = attention_drop
+        self.qkv_proj = layers.Dense(1 + 2 * embedding_dim, name="qkv_proj")
+        self.out_proj = layers.Dense(embedding_dim, name="out_proj")
+        self.attn_dropout = layers.Dropout(attention_drop, name="attn_dropout")
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"SeparableSelfAttention expects tokens of width embedding_dim="
+                f"{self.embedding_dim}, got input shape {tuple(input_shape)}."
+            )
+        self.qkv_proj.build(input_shape)
+        self.out_proj.build(input_shape)
+
+    def call(self, x, training=None):
+        query, key, value = ops.split(self.qkv_proj(x), [1, 1 + self.embedding_dim], axis=-1)
+        num_tokens = ops.shape(x)[-2]
+        if _is_static(num_tokens) and num_tokens == 1:  # a lone token's score is 1
+            context = key
+        else:
+            # Softmax over the tokens (axis -2), in float32 under mixed precision.
+            scores = ops.cast(ops.softmax(ops.cast(query, "float32"), axis=-2), query.dtype)
+            scores = self.attn_dropout(scores, training=training)
+            context = ops.sum(key * scores, axis=-2, keepdims=True)  # (B, P, 1, d)
+        return self.out_proj(ops.relu(value) * context)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, num_tokens):
+        d = self.embedding_dim
+        projections = num_tokens * d * (1 + 2 * d) + num_tokens * d * d
+        return projections + 2 * num_tokens * d  # context vector and its product with values
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(embedding_dim=self.embedding_dim, attention_drop=self.attention_drop)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SeparableTransformerLayer(layers.Layer):
+    """MobileViTv2 transformer layer: x + attention(norm(x)), then x + MLP(norm(x)).
+
+    The norms are GroupNorm with one group over each example's whole `(p * p, tokens, d)`
+    tensor (the reference normalises its `(d, p * p, tokens)` map the same way), not a
+    LayerNorm per token. MLP width: `mlp_ratio * d` rounded down to a multiple of 16.
+    """
+
+    def __init__(self, embedding_dim, mlp_ratio=2.0, attention_drop=0.0, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.mlp_ratio = mlp_ratio
+        self.attention_drop = attention_drop
+        self.dropout = dropout
+        self.mlp_dim = int(mlp_ratio * embedding_dim) // 16 * 16
+        self.attention_norm = layers.GroupNormalization(
+            1, epsilon=LN_EPSILON, name="attention_norm"
+        )
+        self.attention = SeparableSelfAttention(embedding_dim, attention_drop, name="attention")
+        self.mlp_norm = layers.GroupNormalization(1, epsilon=LN_EPSILON, name="mlp_norm")
+        self.mlp_in = layers.Dense(self.mlp_dim, activation="silu", name="mlp_in")
+        self.mlp_out = layers.Dense(embedding_dim, name="mlp_out")
+        self.output_dropout = layers.Dropout(dropout, name="output_dropout")
+
+    def build(self, input_shape):
+        for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
+            layer.build(input_shape)
+        self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
+
+    def call(self, x, training=None):
+        attended = self.attention(self.attention_norm(x), training=training)
+        x = x + self.output_dropout(attended, training=training)
+        mlp = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
+        return x + self.output_dropout(mlp, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, num_tokens):
+        mlp = 2 * num_tokens * self.embedding_dim * self.mlp_dim
+        return self.attention.count_macs(num_tokens) + mlp
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            mlp_ratio=self.mlp_ratio,
+            attention_drop=self.attention_drop,
+            dropout=self.dropout,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MobileViTV2Block(layers.Layer):
+    """MobileViTv2 block: local depthwise conv, separable-attention transformer over unfolded
+    patches, fold, 1x1 projection back. No fusion conv and no concatenation with the input.
+
+    `local_rep_layer_1` (depthwise 3x3 conv-BN-SiLU) and `local_rep_layer_2` (1x1 conv to
+    `embedding_dim`) encode local structure; `transformer_layers` (`SeparableTransformerLayer`)
+    and `transformer_layer_norm` (GroupNorm(1)) the global one; `conv_proj` (1x1 conv-BN, no
+    activation) returns to the input width. Output shape = input shape.
+    """
+
+    def __init__(
+        self,
+        embedding_dim,
+        num_transformer_layers=2,
+        patch_size=2,
+        mlp_ratio=2.0,
+        attention_drop=0.0,
+        dropout=0.0,
+        kernel_size=3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.embedding_dim = embedding_dim
+        self.num_transformer_layers = num_transformer_layers
+        self.patch_size = patch_size
+        self.mlp_ratio = mlp_ratio
+        self.attention_drop = attention_drop
+        self.dropout = dropout
+        self.kernel_size = kernel_size
+        self.transformer_layers = [
+            SeparableTransformerLayer(
+                embedding_dim, mlp_ratio, attention_drop, dropout, name=f"transformer_{i}"
+            )
+            for i in range(num_transformer_layers)
+        ]
+        self.transformer_layer_norm = layers.GroupNormalization(
+            1, epsilon=LN_EPSILON, name="transformer_layer_norm"
+        )
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.local_rep_layer_1 = ConvNormAct(
+            channels, self.kernel_size, depthwise=True, name="local_rep_layer_1"
+        )
+        self.local_rep_layer_2 = ConvNormAct(
+            self.embedding_dim, 1, use_norm=False, use_activation=False, name="local_rep_layer_2"
+        )
+        self.conv_proj = ConvNormAct(channels, 1, use_activation=False, name="conv_proj")
+        _build_chain([self.local_rep_layer_1, self.local_rep_layer_2], input_shape)
+        token_shape = (None, self.patch_size**2, None, self.embedding_dim)
+        for layer in self.transformer_layers:
+            layer.build(token_shape)
+        self.transformer_layer_norm.build(token_shape)
+        self.conv_proj.build((*input_shape[:-1], self.embedding_dim))
+
+    def global_representation(self, patches, training=None):
+        """Separable-attention layers over `(B * p * p, N, d)` tokens, normalised per image."""
+        num_tokens = ops.shape(patches)[1]
+        x = ops.reshape(patches, (-1, self.patch_size**2, num_tokens, self.embedding_dim))
+        for layer in self.transformer_layers:
+            x = layer(x, training=training)
+        x = self.transformer_layer_norm(x)
+        return ops.reshape(x, (-1, num_tokens, self.embedding_dim))
+
+    def call(self, x, training=None):
+        x = self.local_rep_layer_1(x, training=training)
+        x = self.local_rep_layer_2(x, training=training)
+        x = apply_to_patches(x, self.patch_size, self.global_representation, training)
+        return self.conv_proj(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, input_shape):
+        height, width, _ = input_shape
+        new_h, new_w = _patch_aligned_size(height, width, self.patch_size)
+        num_tokens = (new_h // self.patch_size) * (new_w // self.patch_size)
+        total = self.local_rep_layer_1.count_macs(input_shape)
+        total += self.local_rep_layer_2.count_macs(input_shape)
+        total += self.patch_size**2 * sum(t.count_macs(num_tokens) for t in self.transformer_layers)
+        total += self.conv_proj.count_macs((height, width, self.embedding_dim))
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            num_transformer_layers=self.num_transformer_layers,
+            patch_size=self.patch_size,
+            mlp_ratio=self.mlp_ratio,
             attention_drop=self.attention_drop,
             dropout=self.dropout,
             kernel_size=self.kernel_size,

@@ -24,9 +24,23 @@ import dataclasses
 import keras
 from keras import layers
 
-from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock, count_layer_macs
+from mobilevit_utils.layers import (
+    ConvNormAct,
+    InvertedResidual,
+    MobileViTBlock,
+    MobileViTV2Block,
+    MobileViTV3Block,
+    count_layer_macs,
+    make_divisible,
+)
 
-BLOCK_KINDS = ("conv", "mv2", "mobilevit", "conv1x1")
+# The MobileViT block of each kind; every kind is preceded by a strided inverted residual.
+ATTENTION_BLOCKS = {
+    "mobilevit": MobileViTBlock,
+    "mobilevit_v2": MobileViTV2Block,
+    "mobilevit_v3": MobileViTV3Block,
+}
+BLOCK_KINDS = ("conv", "mv2", *ATTENTION_BLOCKS, "conv1x1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +87,11 @@ class Stage:
 
     block: "conv" (3x3 conv-BN-SiLU, the stem), "mv2" (inverted residuals), "mobilevit" (an
         inverted residual, then a MobileViT block with `transformer_depth` transformer layers of
-        width `transformer_dim` over `patch_size` x `patch_size` patches) or "conv1x1".
+        width `transformer_dim` over `patch_size` x `patch_size` patches), "mobilevit_v2" (the
+        same with MobileViTv2's separable-attention block), "mobilevit_v3" (with the
+        MobileViTv3-style block) or "conv1x1".
+    dynamic_kernels: the inverted residuals' depthwise convs become dynamic convolutions of
+        this many kernels (0: static).
     """
 
     block: str
@@ -84,6 +102,7 @@ class Stage:
     transformer_dim: int = 0
     transformer_depth: int = 0
     patch_size: int = 2
+    dynamic_kernels: int = 0
 
     def __post_init__(self):
         if self.block not in BLOCK_KINDS:
@@ -109,6 +128,15 @@ class MobileViTConfig:
             stages[index] = dataclasses.replace(stages[index], **fields)
         return dataclasses.replace(self, name=name, stages=tuple(stages))
 
+    def edit_stages_of_kind(self, name, kinds, **fields):
+        """A renamed copy with `fields` set on every stage whose block is one of `kinds`:
+        `edit_stages_of_kind("v3", ("mobilevit",), block="mobilevit_v3")`."""
+        stages = tuple(
+            dataclasses.replace(stage, **fields) if stage.block in kinds else stage
+            for stage in self.stages
+        )
+        return dataclasses.replace(self, name=name, stages=stages)
+
     def with_strides(self, strides, name=None):
         """A copy with the first strides of the stages replaced, in stage order."""
         stages = tuple(
@@ -127,7 +155,9 @@ class MobileViTConfig:
 
     @property
     def embedding_dims(self):
-        return tuple(stage.transformer_dim for stage in self.stages if stage.block == "mobilevit")
+        return tuple(
+            stage.transformer_dim for stage in self.stages if stage.block in ATTENTION_BLOCKS
+        )
 
     @property
     def output_stride(self):
@@ -170,6 +200,33 @@ def v1_variant(
     return MobileViTConfig(name=name, stages=stages, **kwargs)
 
 
+def v2_variant(width_multiplier, transformer_dims=(128, 192, 256), transformer_depths=(2, 4, 3)):
+    """The rows of a MobileViTv2 variant for width multiplier alpha (Apple's ml-cvnets rules):
+    no final 1x1 conv, expand ratio 2, transformer widths `make_divisible(base * alpha, 8)`."""
+    a = width_multiplier
+    stem = make_divisible(min(max(32 * a, 16), 64), 8, min_value=16)
+    widths = [make_divisible(64 * a, 16)] + [make_divisible(w * a, 8) for w in (128, 256, 384, 512)]
+    strides = (2, 1, 2, 2, 2, 2)
+    stages = (
+        Stage("conv", stem, strides[0]),
+        Stage("mv2", widths[0], strides[1], depth=1, expand_ratio=2.0),
+        Stage("mv2", widths[1], strides[2], depth=2, expand_ratio=2.0),
+        *(
+            Stage(
+                "mobilevit_v2",
+                widths[2 + i],
+                strides[3 + i],
+                expand_ratio=2.0,
+                transformer_dim=make_divisible(transformer_dims[i] * a, 8),
+                transformer_depth=transformer_depths[i],
+            )
+            for i in range(3)
+        ),
+    )
+    name = f"mobilevit_v2_{round(a * 100):03d}"
+    return MobileViTConfig(name=name, stages=stages, mlp_ratio=2.0)
+
+
 _XXS = v1_variant("mobilevit_xxs", (16, 16, 24, 48, 64, 80, 320), (64, 80, 96), expand_ratio=2.0)
 
 MODEL_CONFIGS = {
@@ -190,6 +247,25 @@ MODEL_CONFIGS = {
         preprocessing=RAW_RGB,
     ),
 }
+# MobileViTv2 at widths 0.5 to 2.0 (Apple's checkpoints apple/mobilevitv2-1.0-imagenet1k-256...).
+for _alpha in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0):
+    MODEL_CONFIGS[f"v2_{round(_alpha * 100):03d}"] = v2_variant(_alpha)
+# CIFAR layouts of the structural variants, all with xxs_cifar's strides (output stride 8).
+# v2 at width 0.5 is the smallest v2; its 10-class model has 1.1 M parameters against
+# xxs_cifar's 0.95 M.
+MODEL_CONFIGS["v2_050_cifar"] = dataclasses.replace(
+    MODEL_CONFIGS["v2_050"].with_strides((1, 1, 2, 2, 2, 1)),
+    name="mobilevit_v2_050_cifar",
+    default_input_shape=(32, 32, 3),
+    preprocessing=RAW_RGB,
+)
+MODEL_CONFIGS["xxs_cifar_v3"] = MODEL_CONFIGS["xxs_cifar"].edit_stages_of_kind(
+    "mobilevit_xxs_cifar_v3", ("mobilevit",), block="mobilevit_v3"
+)
+# Dynamic convolution (4 kernels, as in Chen et al.) in every inverted residual.
+MODEL_CONFIGS["xxs_cifar_dynconv"] = MODEL_CONFIGS["xxs_cifar"].edit_stages_of_kind(
+    "mobilevit_xxs_cifar_dynconv", ("mv2", "mobilevit"), dynamic_kernels=4
+)
 # The 4x4 maps of stages 4 and 5 hold only four 2x2 patches, so each pixel's attention sees 4
 # tokens; 1x1 patches there give 16 tokens (one sequence instead of four) for about 1 % more MACs.
 MODEL_CONFIGS["xxs_cifar_p1"] = MODEL_CONFIGS["xxs_cifar"].edit_stages(
@@ -198,7 +274,7 @@ MODEL_CONFIGS["xxs_cifar_p1"] = MODEL_CONFIGS["xxs_cifar"].edit_stages(
 
 
 def get_variant(variant):
-    """Return the `MobileViTConfig` for a variant name ("xxs", "xs", "s", "xxs_cifar")."""
+    """Return the `MobileViTConfig` for a variant name ("xxs", "v2_100", "xxs_cifar", ...)."""
     if isinstance(variant, MobileViTConfig):
         return variant
     key = str(variant).lower().removeprefix("mobilevit_")
@@ -290,23 +366,29 @@ def _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_
                 stage.channels,
                 stage.stride if i == 0 else 1,
                 stage.expand_ratio,
+                dynamic_kernels=stage.dynamic_kernels,
                 name=f"stage{index}_block{i + 1}",
             )(x)
         return x
     x = InvertedResidual(
-        stage.channels, stage.stride, stage.expand_ratio, name=f"stage{index}_downsample"
+        stage.channels,
+        stage.stride,
+        stage.expand_ratio,
+        dynamic_kernels=stage.dynamic_kernels,
+        name=f"stage{index}_downsample",
     )(x)
-    return MobileViTBlock(
-        stage.transformer_dim,
+    common = dict(
         num_transformer_layers=stage.transformer_depth,
-        num_heads=config.num_heads,
         patch_size=stage.patch_size,
         mlp_ratio=config.mlp_ratio,
-        qkv_bias=qkv_bias,
         attention_drop=attention_drop,
         dropout=transformer_dropout,
         name=f"stage{index}_mobilevit",
-    )(x)
+    )
+    if stage.block == "mobilevit_v2":  # separable attention has no heads and its own biases
+        return MobileViTV2Block(stage.transformer_dim, **common)(x)
+    block = ATTENTION_BLOCKS[stage.block]
+    return block(stage.transformer_dim, num_heads=config.num_heads, qkv_bias=qkv_bias, **common)(x)
 
 
 def mobilevit_xxs(num_classes=1000, input_shape=(256, 256, 3), **kwargs):

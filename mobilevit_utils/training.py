@@ -251,6 +251,47 @@ def hardware_warnings(config, devices=None):
 # Callbacks
 
 
+class DynamicConvTemperature(keras.callbacks.Callback):
+    """Anneal the softmax temperature of every `DynamicDepthwiseConv2D` linearly from
+    `start` to `end` over the first `anneal_epochs` epochs (Chen et al. 2020: 30 to 1).
+
+    A high temperature keeps the kernels' mixture near uniform while the attention branch is
+    untrained, so every kernel gets gradient. The step count comes from the optimizer, so a
+    resumed run continues the schedule where it stopped.
+    """
+
+    def __init__(self, anneal_epochs, start=30.0, end=1.0):
+        super().__init__()
+        self.anneal_epochs = anneal_epochs
+        self.start, self.end = start, end
+
+    def on_train_begin(self, logs=None):
+        from mobilevit_utils.layers import DynamicDepthwiseConv2D
+
+        self.variables = [
+            layer.temperature
+            for layer in self.model._flatten_layers()
+            if isinstance(layer, DynamicDepthwiseConv2D)
+        ]
+        self.anneal_steps = max(1, round(self.anneal_epochs * (self.params.get("steps") or 1)))
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._assign()
+
+    def temperature(self, step):
+        progress = min(1.0, step / self.anneal_steps)
+        return self.start + (self.end - self.start) * progress
+
+    def _assign(self):
+        value = self.temperature(self.step)
+        for variable in self.variables:
+            variable.assign(value)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.step <= self.anneal_steps:  # afterwards it stays at `end`
+            self._assign()
+        self.step += 1
+
+
 class EpochLogger(keras.callbacks.Callback):
     """One line per epoch — readable in a notebook, unlike hundreds of progress bars.
 
@@ -315,6 +356,9 @@ def make_callbacks(run_dir, config, print_fn=print):
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if any(stage.dynamic_kernels for stage in models.get_variant(config.model).stages):
+        # The paper anneals over 10 of its ~300 epochs; a short run over its first tenth.
+        callbacks.append(DynamicConvTemperature(anneal_epochs=min(10, config.epochs / 10)))
     if config.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

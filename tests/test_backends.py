@@ -31,5 +31,6 @@ def test_train_save_reload_across_backends(backend, shared_dir):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert f"{backend}: trained one epoch" in result.stdout
+    for variant in ("xxs_cifar", "xxs_cifar_v3", "xxs_cifar_dynconv", "v2_050_cifar"):
+        assert f"{backend}: {variant} trained one epoch" in result.stdout
     print(result.stdout)

@@ -23,6 +23,32 @@ def test_converted_weights_reproduce_reference_logits(variant, size):
     assert np.argmax(got, -1).tolist() == np.argmax(want, -1).tolist()
 
 
+@pytest.mark.parametrize("variant, size", [("v2_050", 256), ("v2_100", 64), ("v2_175", 128)])
+def test_converted_v2_weights_reproduce_reference_logits(variant, size):
+    """MobileViTv2 (separable attention, GroupNorm with randomised affine): logits within
+    1e-4 relative of transformers' on sides that are multiples of 64."""
+    ref = convert.random_reference(variant)
+    x = np.random.default_rng(3).uniform(size=(2, size, size, 3)).astype("float32")
+    want = convert.reference_logits(ref, x)
+    model = models.build_mobilevit(variant, input_shape=(size, size, 3))
+    convert.load_torch_state_dict(model, ref.state_dict())
+    got = keras.ops.convert_to_numpy(model(x, training=False))
+    assert np.abs(want).max() > 0.05
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert np.argmax(got, -1).tolist() == np.argmax(want, -1).tolist()
+
+
+def test_v2_parameter_counts_equal_the_reference():
+    """All seven widths, 1000-class heads: trainable parameters equal transformers' count."""
+    for name, alpha in [
+        (f"v2_{round(a * 100):03d}", a) for a in (0.5, 0.75, 1, 1.25, 1.5, 1.75, 2)
+    ]:
+        ref = convert.random_reference(name)
+        expected = sum(p.numel() for p in ref.parameters())
+        assert convert.reference_config(name).width_multiplier == alpha
+        assert models.trainable_params(models.build_mobilevit(name)) == expected, name
+
+
 def test_numpy_state_dict_and_headless_model():
     ref = convert.random_reference("xxs")
     backbone_state = {k: v.numpy() for k, v in ref.mobilevit.state_dict().items()}

@@ -131,6 +131,11 @@ def test_mobilevit_block_keeps_shape_and_resizes_odd_maps(rng):
         (L.MHSA(2, 8, projection_dim=6, qkv_bias=False, attention_drop=0.1), (None, 5, 8)),
         (L.TransformerLayer(8, 2, 3.0, dropout=0.1), (None, 5, 8)),
         (L.MobileViTBlock(16, 1, 2, patch_size=2, mlp_ratio=1.5), (None, 6, 6, 8)),
+        (L.MobileViTV3Block(16, 1, 2, patch_size=2), (None, 6, 6, 8)),
+        (L.MobileViTV2Block(16, 2, patch_size=2, attention_drop=0.1), (None, 6, 6, 8)),
+        (L.SeparableSelfAttention(8, attention_drop=0.1), (None, 4, 5, 8)),
+        (L.DynamicDepthwiseConv2D(3, 2, "valid", num_kernels=3, temperature=5.0), (None, 9, 9, 8)),
+        (L.InvertedResidual(8, 1, 2.0, dynamic_kernels=2), (None, 6, 6, 8)),
     ],
 )
 def test_layer_config_round_trip(layer, shape, rng):
@@ -187,3 +192,68 @@ def test_batch_norm_matches_stock_layer_in_training(rng, policy):
         assert a.dtype == "float32"
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(to_np(fused(x)), to_np(stock(x)), atol=tolerance)  # inference
+
+
+def test_separable_attention_is_one_context_vector_per_sequence(rng):
+    """softmax over the tokens of the one-channel query weighs the keys into a context vector;
+    each output token is out_proj(ReLU(value) * context). Checked against NumPy."""
+    layer = L.SeparableSelfAttention(6)
+    x = rng.normal(size=(2, 4, 5, 6)).astype("float32")
+    got = to_np(layer(x))
+    w, b = (to_np(v) for v in layer.qkv_proj.weights)
+    qkv = x @ w + b
+    query, key, value = qkv[..., :1], qkv[..., 1:7], qkv[..., 7:]
+    scores = np.exp(query - query.max(axis=-2, keepdims=True))
+    scores /= scores.sum(axis=-2, keepdims=True)
+    context = (key * scores).sum(axis=-2, keepdims=True)
+    wo, bo = (to_np(v) for v in layer.out_proj.weights)
+    np.testing.assert_allclose(got, (np.maximum(value, 0) * context) @ wo + bo, atol=1e-5)
+
+
+def test_separable_attention_costs_linear_in_tokens():
+    mhsa, separable = L.MHSA(4, 64), L.SeparableSelfAttention(64)
+    mhsa.build((None, 16, 64))
+    separable.build((None, 1, 16, 64))
+    # Doubling the tokens doubles separable attention's MACs; MHSA's grow faster (k^2 term).
+    assert separable.count_macs(512) == 2 * separable.count_macs(256)
+    assert mhsa.count_macs(512) > 2.2 * mhsa.count_macs(256)
+
+
+def test_dynamic_conv_equals_convolving_with_the_mixed_kernel(rng):
+    """Mixing the K kernels' outputs equals one depthwise conv with the per-example mixed
+    kernel (linearity), which is what Chen et al. define."""
+    layer = L.DynamicDepthwiseConv2D(3, num_kernels=3, temperature=2.0)
+    x = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    got = to_np(layer(x))
+    weights = to_np(layer.kernel_weights(x))  # (2, 3)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
+    kernels = to_np(layer.kernels.kernel).reshape(3, 3, 4, 3)  # (kh, kw, C, K)
+    for i in range(2):
+        mixed = (kernels * weights[i]).sum(-1)[..., None]  # (kh, kw, C, 1)
+        conv = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
+        conv.build((None, 6, 6, 4))
+        conv.kernel.assign(mixed)
+        np.testing.assert_allclose(got[i], to_np(conv(x[i : i + 1]))[0], atol=1e-5)
+
+
+def test_dynamic_conv_temperature_flattens_the_mixture(rng):
+    layer = L.DynamicDepthwiseConv2D(3, num_kernels=4, temperature=1.0)
+    x = rng.normal(size=(8, 6, 6, 16)).astype("float32")
+    layer(x)
+    sharp = to_np(layer.kernel_weights(x)).std()
+    layer.temperature.assign(1e6)
+    np.testing.assert_allclose(to_np(layer.kernel_weights(x)), 0.25, atol=1e-5)
+    assert sharp > 0
+
+
+def test_v3_block_adds_its_input_and_fuses_with_a_1x1_conv(rng):
+    block = L.MobileViTV3Block(embedding_dim=16, num_transformer_layers=1, num_heads=2)
+    x = rng.normal(size=(2, 8, 8, 12)).astype("float32")
+    out = to_np(block(x))
+    assert out.shape == x.shape
+    assert block.fusion.kernel_size == 1 and block.local_rep_layer_1.depthwise
+    assert block.fusion.conv.kernel.shape == (1, 1, 16 + 12, 12)
+    # Zero the fusion's output scale: what remains is the input (the `out + data` residual).
+    block.fusion.norm.gamma.assign(np.zeros(12))
+    block.fusion.norm.beta.assign(np.zeros(12))
+    np.testing.assert_allclose(to_np(block(x)), x, atol=1e-6)

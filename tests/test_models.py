@@ -22,6 +22,39 @@ def test_parameter_counts_match_reference(builder, expected):
     assert models.trainable_params(model) == expected
 
 
+@pytest.mark.parametrize(
+    "name, expected", [("v2_050", 1_370_593), ("v2_100", 4_901_841), ("v2_200", 18_449_329)]
+)
+def test_v2_parameter_counts_match_apple(name, expected):
+    """Apple's published counts (ml-cvnets, 1000 classes); tests/test_convert.py checks all
+    seven widths against transformers' model."""
+    assert models.trainable_params(models.build_mobilevit(name, num_classes=1000)) == expected
+
+
+STRUCTURAL = ["xxs_cifar_v3", "xxs_cifar_dynconv", "v2_050_cifar"]
+
+
+@pytest.mark.parametrize("name", STRUCTURAL)
+def test_structural_variants_save_load_and_count(name, tmp_path, rng):
+    model = models.build_mobilevit(name, num_classes=10)
+    x = rng.uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(to_np(loaded(x, training=False)), to_np(model(x, training=False)))
+    rows = models.layer_table(model)
+    assert sum(r["params"] for r in rows) == model.count_params()
+    assert models.count_macs(model) > 0
+
+
+def test_v3_block_frees_macs_and_dynconv_costs_few():
+    macs = {n: models.count_macs(models.build_mobilevit(n)) for n in ["xxs_cifar", *STRUCTURAL]}
+    # The 1x1 fusion of local and global features replaces a 3x3 conv over 2x the channels.
+    assert macs["xxs_cifar_v3"] < 0.75 * macs["xxs_cifar"]
+    # Four depthwise kernels per inverted residual: depthwise convs are a small part.
+    assert macs["xxs_cifar"] < macs["xxs_cifar_dynconv"] < 1.15 * macs["xxs_cifar"]
+
+
 def test_unknown_variant_and_bad_input_shape_are_clear_errors():
     with pytest.raises(ValueError, match="expected one of"):
         models.get_variant("tiny")
@@ -104,3 +137,11 @@ def test_variants_are_stage_rows():
     assert models.get_variant("xxs_cifar_p1").stages[4].patch_size == 1
     with pytest.raises(ValueError, match="block kind"):
         models.Stage("transformer", 64)
+    v3 = models.get_variant("xxs_cifar_v3")
+    assert [s.block for s in v3.stages[3:6]] == ["mobilevit_v3"] * 3
+    assert v3.stages[:3] == cifar.stages[:3]
+    dyn = models.get_variant("xxs_cifar_dynconv")
+    assert [s.dynamic_kernels for s in dyn.stages] == [0, 4, 4, 4, 4, 4, 0]
+    v2 = models.get_variant("v2_100")
+    assert [s.channels for s in v2.stages] == [32, 64, 128, 256, 384, 512]
+    assert v2.embedding_dims == (128, 192, 256)

@@ -122,6 +122,13 @@ def to_flatbuffer(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
     if precision == "int8" and (calibration_images is None or len(calibration_images) == 0):
         raise ExportError("int8 export needs calibration images (--calibration-data or a dataset).")
+    if precision == "int8" and _has_v3_blocks(model):
+        raise ExportError(
+            "int8 export of MobileViTv3-style blocks is refused: their fusion concatenates the "
+            "local features that also feed the transformer, and the converter then writes a "
+            "model that aborts LiteRT's allocate_tensors (TensorFlow 2.21, ai-edge-litert 2.3); "
+            "export fp32, fp16 or dynamic instead."
+        )
     if saved_model_dir is None:
         with tempfile.TemporaryDirectory() as directory:
             _saved_model(model, directory, batch_one)
@@ -143,6 +150,12 @@ def to_flatbuffer(
                 f"lack: {', '.join(ops)}; replace them with operations that have TFLite kernels."
             ) from None
         raise
+
+
+def _has_v3_blocks(model):
+    from mobilevit_utils.layers import MobileViTV3Block
+
+    return any(isinstance(layer, MobileViTV3Block) for layer in model._flatten_layers())
 
 
 def _configure(converter, precision, calibration_images, num_calibration):

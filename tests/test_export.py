@@ -167,3 +167,35 @@ def test_calibration_sample_draws_reproducibly_across_classes():
     np.testing.assert_array_equal(first, export.calibration_sample(labels, 40))
     assert len(np.unique(first)) >= 8  # the first 40 of the folder would be one class
     assert len(export.calibration_sample(labels[:5], 40)) == 5
+
+
+@pytest.mark.parametrize(
+    "variant, size, precisions",
+    [
+        ("xxs_cifar_v3", 32, ("fp32", "dynamic")),
+        ("xxs_cifar_dynconv", 32, ("fp32", "int8")),
+        ("v2_050_cifar", 32, ("fp32", "int8")),
+        ("v2_050", 64, ("fp32", "int8")),
+    ],
+)
+def test_structural_variants_export_without_flex_ops(variant, size, precisions, tmp_path):
+    """Dynamic convolution and separable attention convert to fp32 (exact) and int8 (integer
+    input) with builtin ops only; v3-style blocks to fp32 and dynamic range, and int8 is a
+    clear refusal (the converter's int8 model of them aborts LiteRT)."""
+    from mobilevit_utils import models
+
+    model = models.build_mobilevit(
+        variant, num_classes=10, input_shape=(size, size, 3), include_rescaling=True
+    )
+    images = np.random.default_rng(0).integers(0, 256, size=(8, size, size, 3)).astype("uint8")
+    paths = export.export(model, tmp_path, precisions, list("abcdefghij"), images)
+    for path in paths.values():
+        runner = export.TFLiteModel(path)
+        assert not any(op.startswith("Flex") for op in runner.op_names()), runner.op_names()
+        assert runner.predict(images[:2]).shape == (2, 10)
+    assert export.parity(model, paths["fp32"], images)["ok"]
+    if "int8" in paths:
+        assert export.TFLiteModel(paths["int8"]).input_details["dtype"] == np.int8
+    else:
+        with pytest.raises(export.ExportError, match="v3-style.*allocate_tensors"):
+            export.to_flatbuffer(model, "int8", calibration_images=images)

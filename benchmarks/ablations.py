@@ -59,6 +59,31 @@ RUNS = {
     "patch1": ("1x1 patches in the 4x4 MobileViT blocks", {"model": "xxs_cifar_p1"}, None),
     "baseline-seed43": ("the baseline, seed 43", {"seed": 43}, None),
     "label-smoothing-0.2": ("label smoothing 0.2", {"label_smoothing": 0.2}, None),
+    "flip-shift-tta": (
+        "the baseline's checkpoint, flip and one-pixel-shift test-time augmentation (10 views)",
+        None,
+        "flip+shift",
+    ),
+    "v3-block": (
+        "MobileViTv3-style blocks (depthwise local conv, 1x1 fusion of local and global, input added)",
+        {"model": "xxs_cifar_v3"},
+        None,
+    ),
+    "dynamic-conv": (
+        "dynamic depthwise convolution (4 kernels) in every inverted residual",
+        {"model": "xxs_cifar_dynconv"},
+        None,
+    ),
+    "v2-separable-attention": (
+        "MobileViTv2 width 0.5 (separable attention) with the same strides",
+        {"model": "v2_050_cifar"},
+        None,
+    ),
+    "rebalanced": (
+        "32 instead of 24 channels at 16x16, 2 instead of 4 and 3 transformer layers at 4x4",
+        {"model": "xxs_cifar_rebalanced"},
+        None,
+    ),
     "mixup": ("MixUp (alpha 0.2) after flips and shifts", {"augmentation": "mixup"}, None),
     "cutmix": ("CutMix (alpha 1.0) after flips and shifts", {"augmentation": "cutmix"}, None),
     "no-label-smoothing": ("no label smoothing", {"label_smoothing": 0.0}, None),
@@ -124,7 +149,12 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
         keep_run_files(run_dir, results_dir, name)
     model, metadata = training.load_run(run_dir, compile=False)
     report = evaluation.evaluate(
-        model, dataset.x_val, dataset.y_val, dataset.class_names, flip=tta == "flip"
+        model,
+        dataset.x_val,
+        dataset.y_val,
+        dataset.class_names,
+        flip=tta in ("flip", "flip+shift"),
+        shift=tta == "flip+shift",
     )
     config = json.loads((run_dir / "config.json").read_text())
     history = training.read_history(run_dir)

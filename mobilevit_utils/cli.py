@@ -195,6 +195,11 @@ def _add_evaluate(sub):
         action="store_true",
         help="average the predictions for each image and its mirror image",
     )
+    p.add_argument(
+        "--shift-tta",
+        action="store_true",
+        help="also average over one-pixel moves in four directions (5x the passes)",
+    )
     p.set_defaults(handler=_evaluate_command)
 
 
@@ -203,8 +208,9 @@ def _evaluate_command(args):
 
     model, metadata = inference.load_classifier(args.model)
     x, y, class_names, source = evaluation.evaluation_data(metadata, args.data_dir, args.split)
-    report = evaluation.evaluate(model, x, y, class_names, flip=args.flip_tta)
-    title = Path(args.model).name + (" (flip TTA)" if args.flip_tta else "")
+    report = evaluation.evaluate(model, x, y, class_names, flip=args.flip_tta, shift=args.shift_tta)
+    views = [name for name, on in (("flip", args.flip_tta), ("shift", args.shift_tta)) if on]
+    title = Path(args.model).name + (f" ({' + '.join(views)} TTA)" if views else "")
     evaluation.write_report(report, args.out, images=x, title=title)
     print(f"evaluated {title} on {len(y)} images from {source}")
     print(f"accuracy={report.accuracy:.4f}")

@@ -126,9 +126,11 @@ def evaluate_predictions(y_true, probabilities, class_names):
     )
 
 
-def evaluate(model, images, labels, class_names, batch_size=256, flip=False):
-    """Predict in batches and compute every metric (`flip`: see `predict_logits`)."""
-    return evaluate_predictions(labels, predict_proba(model, images, batch_size, flip), class_names)
+def evaluate(model, images, labels, class_names, batch_size=256, flip=False, shift=False):
+    """Predict in batches and compute every metric (`flip`, `shift`: test-time augmentation,
+    see `predict_logits`)."""
+    probabilities = predict_proba(model, images, batch_size, flip, shift)
+    return evaluate_predictions(labels, probabilities, class_names)
 
 
 def confused_pairs(report, top=10):

@@ -157,14 +157,34 @@ def load_classifier(path):
     return model, metadata
 
 
-def predict_logits(model, images, batch_size=256, flip=False):
+def shifted(images, dy, dx):
+    """Images moved by whole pixels (`dy` down, `dx` right), the uncovered edge filled by
+    reflection, as the training policy's `RandomTranslation(fill_mode="reflect")` does."""
+    images = np.asarray(images)
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    height, width = images.shape[1:3]
+    top, left = pad - dy, pad - dx
+    return padded[:, top : top + height, left : left + width]
+
+
+# One-pixel moves in the four directions, and none.
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def predict_logits(model, images, batch_size=256, flip=False, shift=False):
     """Logits for uint8/float images, computed batch by batch (only the (N, classes) result is
     kept in memory). `model` is a Keras model or a `TFLiteModel`.
 
-    `flip=True` is test-time augmentation: the logits of each image and of its mirror image are
-    averaged. Training flips images at random, so both views are in distribution; it costs two
-    forward passes per image.
+    Test-time augmentation averages the logits of several views of each image; training
+    showed the model such views, so all are in distribution. `flip=True`: the image and its
+    mirror image (2 forward passes). `shift=True`: the image and its one-pixel moves in four
+    directions (5 passes; 10 with `flip`).
     """
+    if shift:
+        images = np.asarray(images)
+        views = [shifted(images, dy, dx) for dy, dx in SHIFTS]
+        return sum(predict_logits(model, v, batch_size, flip) for v in views) / len(views)
     if flip:
         images = np.asarray(images)
         return (
@@ -186,5 +206,5 @@ def softmax(logits):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def predict_proba(model, images, batch_size=256, flip=False):
-    return softmax(predict_logits(model, images, batch_size, flip=flip))
+def predict_proba(model, images, batch_size=256, flip=False, shift=False):
+    return softmax(predict_logits(model, images, batch_size, flip=flip, shift=shift))

@@ -266,6 +266,14 @@ MODEL_CONFIGS["xxs_cifar_v3"] = MODEL_CONFIGS["xxs_cifar"].edit_stages_of_kind(
 MODEL_CONFIGS["xxs_cifar_dynconv"] = MODEL_CONFIGS["xxs_cifar"].edit_stages_of_kind(
     "mobilevit_xxs_cifar_dynconv", ("mv2", "mobilevit"), dynamic_kernels=4
 )
+# Compute moved from the 4x4 transformers (4 and 3 layers -> 2 and 2) to the 16x16 stage
+# (24 -> 32 channels).
+MODEL_CONFIGS["xxs_cifar_rebalanced"] = MODEL_CONFIGS["xxs_cifar"].edit_stages(
+    "mobilevit_xxs_cifar_rebalanced",
+    stage2={"channels": 32},
+    stage4={"transformer_depth": 2},
+    stage5={"transformer_depth": 2},
+)
 # The 4x4 maps of stages 4 and 5 hold only four 2x2 patches, so each pixel's attention sees 4
 # tokens; 1x1 patches there give 16 tokens (one sequence instead of four) for about 1 % more MACs.
 MODEL_CONFIGS["xxs_cifar_p1"] = MODEL_CONFIGS["xxs_cifar"].edit_stages(

@@ -286,10 +286,10 @@ class DynamicConvTemperature(keras.callbacks.Callback):
         for variable in self.variables:
             variable.assign(value)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
         if self.step <= self.anneal_steps:  # afterwards it stays at `end`
             self._assign()
-        self.step += 1
 
 
 class EpochLogger(keras.callbacks.Callback):

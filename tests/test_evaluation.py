@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import random_images, tiny_dataset, write_image_tree
 
-from mobilevit_utils import evaluation, export, models
+from mobilevit_utils import evaluation, export, inference, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +111,20 @@ def test_flip_tta_averages_an_image_and_its_mirror():
     assert not np.allclose(plain, tta, atol=1e-5)
 
 
+def test_shift_tta_averages_one_pixel_moves_with_reflected_edges():
+    images = np.arange(2 * 4 * 4 * 1, dtype="float32").reshape(2, 4, 4, 1)
+    down = inference.shifted(images, 1, 0)
+    np.testing.assert_array_equal(down[:, 1:], images[:, :-1])  # moved one row down
+    np.testing.assert_array_equal(down[:, 0], images[:, 1])  # the new top row reflects row 1
+    np.testing.assert_array_equal(inference.shifted(images, 0, -1)[:, :, :-1], images[:, :, 1:])
+    model = models.build_mobilevit("xxs_cifar", num_classes=3, input_shape=(32, 32, 3))
+    x = random_images(4, seed=5).astype("float32")
+    views = [inference.shifted(x, dy, dx) for dy, dx in inference.SHIFTS]
+    want = sum(evaluation.predict_logits(model, v, 4, flip=True) for v in views) / 5
+    got = evaluation.predict_logits(model, x, 4, flip=True, shift=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def _write_split(root, names, per_class=3):
     labels = np.repeat(np.arange(len(names)), per_class)
     write_image_tree(root, random_images(len(labels), seed=1), labels, names)
@@ -152,10 +166,11 @@ def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
         "--data-dir",
         str(tmp_path / "data"),
         "--flip-tta",
+        "--shift-tta",
         "--out",
         str(tmp_path / "report_tta"),
     )
-    assert tta.returncode == 0 and "(flip TTA)" in tta.stdout, tta.stderr[-2000:]
+    assert tta.returncode == 0 and "(flip + shift TTA)" in tta.stdout, tta.stderr[-2000:]
 
     _write_split(tmp_path / "other" / "test", ["class0", "zebra"])
     wrong = _cli(

@@ -372,3 +372,25 @@ def test_extra_callbacks_see_every_epoch_of_an_ema_run(tmp_path):
         acc for _, acc, _ in recorder.seen
     ]
     assert result["config"].ema and (tmp_path / "run" / "model.keras").exists()
+
+
+def test_dynamic_conv_temperature_is_annealed_during_training(tmp_path):
+    """A dynamic-convolution model trains with its softmax temperature annealed from 30 to 1
+    (Chen et al.), and the saved model holds the final temperature."""
+    from mobilevit_utils.layers import DynamicDepthwiseConv2D
+
+    schedule = training.DynamicConvTemperature(anneal_epochs=2)
+    schedule.anneal_steps = 10
+    assert [schedule.temperature(s) for s in (0, 5, 10, 20)] == [30.0, 15.5, 1.0, 1.0]
+    run = tmp_path / "run"
+    training.train(
+        "quick", run_dir=run, dataset=tiny_dataset(), model="xxs_cifar_dynconv", epochs=1
+    )
+    model, _ = training.load_run(run)
+    temperatures = [
+        float(keras.ops.convert_to_numpy(layer.temperature))
+        for layer in model._flatten_layers()
+        if isinstance(layer, DynamicDepthwiseConv2D)
+    ]
+    # 7 inverted residuals: 1 + 3 in stages 1-2, the downsampling one of stages 3-5.
+    assert temperatures == [1.0] * 7

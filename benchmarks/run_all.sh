@@ -30,4 +30,5 @@ for backend in tensorflow jax torch; do KERAS_BACKEND=$backend run backend_ops b
 run input_pipeline input_pipeline.py --augmentation light
 run input_pipeline input_pipeline.py --augmentation strong
 run tflite_latency tflite_latency.py --run-dir checkpoints/mobilevit_xxs_cifar10
+"$PY" benchmarks/variants.py   # writes variants.csv and variants.md itself
 echo "Results written to $RESULTS/"

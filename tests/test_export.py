@@ -199,3 +199,19 @@ def test_structural_variants_export_without_flex_ops(variant, size, precisions, 
     else:
         with pytest.raises(export.ExportError, match="v3-style.*allocate_tensors"):
             export.to_flatbuffer(model, "int8", calibration_images=images)
+
+
+def test_variants_table_command(tmp_path):
+    """benchmarks/variants.py writes the CSV and Markdown table, int8 refusals included."""
+    import csv
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import variants
+
+    variants.main(["--only", "xxs_cifar_v3", "--runs", "2", "--results-dir", str(tmp_path)])
+    (row,) = csv.DictReader(open(tmp_path / "variants.csv"))
+    assert row["variant"] == "xxs_cifar_v3" and row["tflite_int8_ms"] == "refused"
+    assert int(row["params"]) == 639_034 and float(row["tflite_fp32_ms"]) > 0
+    assert "| xxs_cifar_v3 |" in (tmp_path / "variants.md").read_text()

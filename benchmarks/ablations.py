@@ -174,9 +174,6 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
     }
 
 
-README_START, README_END = "<!-- ablations:start -->", "<!-- ablations:end -->"
-
-
 def markdown_table(rows):
     """The README's "what helps" table: each row against the baseline, with the spread of the
     baseline's seeds as the noise to compare with."""
@@ -212,12 +209,9 @@ def markdown_table(rows):
 
 
 def write_readme(rows, readme):
-    text = readme.read_text()
-    if README_START not in text:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block.")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{markdown_table(rows)}\n{README_END}{tail}")
+    from benchmarks.readme_tables import replace_block
+
+    replace_block(readme, "ablations", markdown_table(rows))
 
 
 def main(argv=None):

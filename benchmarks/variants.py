@@ -8,6 +8,7 @@ The table goes to benchmarks/results/variants.csv and, as Markdown, variants.md:
 
     python benchmarks/variants.py                      # every variant below
     python benchmarks/variants.py --only xxs_cifar v2_050_cifar --runs 50
+    python benchmarks/variants.py --readme README.md   # README table from variants.md, no run
 
 Latency also is printed as a ratio to `xxs_cifar` (or `xxs` for the ImageNet rows), which
 carries over between machines better than milliseconds. Run it with nothing else on the cores.
@@ -107,7 +108,13 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--readme", type=Path, help="copy variants.md into this README and exit")
     args = parser.parse_args(argv)
+    if args.readme:
+        from benchmarks.readme_tables import replace_block
+
+        replace_block(args.readme, "variants", (args.results_dir / "variants.md").read_text())
+        return
 
     chosen = [v for v in VARIANTS if not args.only or v[0] in args.only]
     rows = []

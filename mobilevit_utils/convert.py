@@ -124,23 +124,19 @@ def _separable_transformer_layer(layer, prefix):
     yield from _pointwise(layer.mlp_out, f"{prefix}.ffn.conv2")
 
 
-def _mobilevit_v2_block(layer, prefix):
-    yield from _conv_norm_act(layer.local_rep_layer_1, f"{prefix}.conv_kxk")
-    yield from _conv_norm_act(layer.local_rep_layer_2, f"{prefix}.conv_1x1")
-    for i, transformer in enumerate(layer.transformer_layers):
-        yield from _separable_transformer_layer(transformer, f"{prefix}.transformer.layer.{i}")
-    yield from _layer_norm(layer.transformer_layer_norm, f"{prefix}.layernorm")
-    yield from _conv_norm_act(layer.conv_proj, f"{prefix}.conv_projection")
-
-
 def _mobilevit_block(layer, prefix):
+    """v1 and v2 blocks: the same parts under the same names, v2 without a fusion conv."""
+    transformer = (
+        _separable_transformer_layer if isinstance(layer, MobileViTV2Block) else _transformer_layer
+    )
     yield from _conv_norm_act(layer.local_rep_layer_1, f"{prefix}.conv_kxk")
     yield from _conv_norm_act(layer.local_rep_layer_2, f"{prefix}.conv_1x1")
-    for i, transformer in enumerate(layer.transformer_layers):
-        yield from _transformer_layer(transformer, f"{prefix}.transformer.layer.{i}")
+    for i, transformer_layer in enumerate(layer.transformer_layers):
+        yield from transformer(transformer_layer, f"{prefix}.transformer.layer.{i}")
     yield from _layer_norm(layer.transformer_layer_norm, f"{prefix}.layernorm")
     yield from _conv_norm_act(layer.conv_proj, f"{prefix}.conv_projection")
-    yield from _conv_norm_act(layer.fusion, f"{prefix}.fusion")
+    if layer.fusion is not None:
+        yield from _conv_norm_act(layer.fusion, f"{prefix}.fusion")
 
 
 def _reference_prefix(layer_name, root="mobilevit"):
@@ -180,8 +176,6 @@ def weight_map(model):
             yield from _conv_norm_act(layer, prefix)
         elif isinstance(layer, InvertedResidual):
             yield from _inverted_residual(layer, prefix)
-        elif isinstance(layer, MobileViTV2Block):
-            yield from _mobilevit_v2_block(layer, prefix)
         elif isinstance(layer, MobileViTBlock):
             yield from _mobilevit_block(layer, prefix)
         else:

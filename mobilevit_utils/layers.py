@@ -587,19 +587,30 @@ class TransformerLayer(layers.Layer):
         self.qkv_bias = qkv_bias
         self.attention_drop = attention_drop
         self.dropout = dropout
-        self.mlp_dim = int(embedding_dim * mlp_ratio)
-        self.attention_norm = layers.LayerNormalization(epsilon=LN_EPSILON, name="attention_norm")
-        self.attention = MHSA(
-            num_heads,
-            embedding_dim,
-            qkv_bias=qkv_bias,
-            attention_drop=attention_drop,
-            name="attention",
-        )
-        self.mlp_norm = layers.LayerNormalization(epsilon=LN_EPSILON, name="mlp_norm")
+        self.mlp_dim = self._mlp_width()
+        self.attention_norm = self.norm_layer("attention_norm")
+        self.attention = self._attention()
+        self.mlp_norm = self.norm_layer("mlp_norm")
         self.mlp_in = layers.Dense(self.mlp_dim, activation="silu", name="mlp_in")
         self.mlp_out = layers.Dense(embedding_dim, name="mlp_out")
         self.output_dropout = layers.Dropout(dropout, name="output_dropout")
+
+    # What SeparableTransformerLayer changes: the norms, the attention and the MLP width.
+    def _mlp_width(self):
+        return int(self.embedding_dim * self.mlp_ratio)
+
+    @staticmethod
+    def norm_layer(name):
+        return layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
+
+    def _attention(self):
+        return MHSA(
+            self.num_heads,
+            self.embedding_dim,
+            qkv_bias=self.qkv_bias,
+            attention_drop=self.attention_drop,
+            name="attention",
+        )
 
     def build(self, input_shape):
         for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
@@ -678,25 +689,32 @@ class MobileViTBlock(layers.Layer):
         self.dropout = dropout
         self.kernel_size = kernel_size
         self.transformer_layers = [
-            TransformerLayer(
-                embedding_dim,
-                num_heads,
-                mlp_ratio,
-                qkv_bias,
-                attention_drop,
-                dropout,
-                name=f"transformer_{i}",
-            )
-            for i in range(num_transformer_layers)
+            self._transformer_layer(f"transformer_{i}") for i in range(num_transformer_layers)
         ]
-        self.transformer_layer_norm = layers.LayerNormalization(
-            epsilon=LN_EPSILON, name="transformer_layer_norm"
+        self.transformer_layer_norm = self.transformer_layers_class.norm_layer(
+            "transformer_layer_norm"
         )
         self.concat = layers.Concatenate(axis=-1, name="concat")
 
-    # What MobileViTV3Block changes: a depthwise local conv, a 1x1 fusion of local and global.
-    depthwise_local = False
-    fusion_kernel_size = None  # None: kernel_size
+    # What the v3 and v2 blocks change.
+    transformer_layers_class = TransformerLayer
+    depthwise_local = False  # v2, v3: a depthwise local conv
+    fusion_kernel_size = None  # None: kernel_size; v3: 1; v2 has no fusion
+    conv_proj_activation = True  # v2: linear
+
+    def _transformer_layer(self, name):
+        return TransformerLayer(
+            self.embedding_dim,
+            self.num_heads,
+            self.mlp_ratio,
+            self.qkv_bias,
+            self.attention_drop,
+            self.dropout,
+            name=name,
+        )
+
+    def _token_shape(self):
+        return (None, None, self.embedding_dim)
 
     def _fusion_channels(self, channels):
         return 2 * channels  # the block input and the global features
@@ -709,17 +727,21 @@ class MobileViTBlock(layers.Layer):
         self.local_rep_layer_2 = ConvNormAct(
             self.embedding_dim, 1, use_norm=False, use_activation=False, name="local_rep_layer_2"
         )
-        self.conv_proj = ConvNormAct(channels, 1, name="conv_proj")
-        self.fusion = ConvNormAct(
-            channels, self.fusion_kernel_size or self.kernel_size, name="fusion"
+        self.conv_proj = ConvNormAct(
+            channels, 1, use_activation=self.conv_proj_activation, name="conv_proj"
         )
         _build_chain([self.local_rep_layer_1, self.local_rep_layer_2], input_shape)
-        token_shape = (None, None, self.embedding_dim)
+        token_shape = self._token_shape()
         for layer in self.transformer_layers:
             layer.build(token_shape)
         self.transformer_layer_norm.build(token_shape)
         self.conv_proj.build((*input_shape[:-1], self.embedding_dim))
-        self.fusion.build((*input_shape[:-1], self._fusion_channels(channels)))
+        self.fusion = None
+        if self._fusion_channels(channels):
+            self.fusion = ConvNormAct(
+                channels, self.fusion_kernel_size or self.kernel_size, name="fusion"
+            )
+            self.fusion.build((*input_shape[:-1], self._fusion_channels(channels)))
 
     def _patch_aligned_size(self, height, width):
         return _patch_aligned_size(height, width, self.patch_size)
@@ -750,7 +772,8 @@ class MobileViTBlock(layers.Layer):
         total += self.local_rep_layer_2.count_macs(input_shape)
         total += sequences * sum(t.count_macs(num_tokens) for t in self.transformer_layers)
         total += self.conv_proj.count_macs((height, width, self.embedding_dim))
-        total += self.fusion.count_macs((height, width, self._fusion_channels(channels)))
+        if self.fusion is not None:
+            total += self.fusion.count_macs((height, width, self._fusion_channels(channels)))
         return total
 
     def get_config(self):
@@ -859,8 +882,9 @@ class SeparableSelfAttention(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SeparableTransformerLayer(layers.Layer):
-    """MobileViTv2 transformer layer: x + attention(norm(x)), then x + MLP(norm(x)).
+class SeparableTransformerLayer(TransformerLayer):
+    """MobileViTv2 transformer layer: x + attention(norm(x)), then x + MLP(norm(x)), with
+    `SeparableSelfAttention` (no heads).
 
     The norms are GroupNorm with one group over each example's whole `(p * p, tokens, d)`
     tensor (the reference normalises its `(d, p * p, tokens)` map the same way), not a
@@ -868,52 +892,33 @@ class SeparableTransformerLayer(layers.Layer):
     """
 
     def __init__(self, embedding_dim, mlp_ratio=2.0, attention_drop=0.0, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.embedding_dim = embedding_dim
-        self.mlp_ratio = mlp_ratio
-        self.attention_drop = attention_drop
-        self.dropout = dropout
-        self.mlp_dim = int(mlp_ratio * embedding_dim) // 16 * 16
-        self.attention_norm = layers.GroupNormalization(
-            1, epsilon=LN_EPSILON, name="attention_norm"
+        super().__init__(
+            embedding_dim,
+            mlp_ratio=mlp_ratio,
+            attention_drop=attention_drop,
+            dropout=dropout,
+            **kwargs,
         )
-        self.attention = SeparableSelfAttention(embedding_dim, attention_drop, name="attention")
-        self.mlp_norm = layers.GroupNormalization(1, epsilon=LN_EPSILON, name="mlp_norm")
-        self.mlp_in = layers.Dense(self.mlp_dim, activation="silu", name="mlp_in")
-        self.mlp_out = layers.Dense(embedding_dim, name="mlp_out")
-        self.output_dropout = layers.Dropout(dropout, name="output_dropout")
 
-    def build(self, input_shape):
-        for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
-            layer.build(input_shape)
-        self.mlp_out.build((*input_shape[:-1], self.mlp_dim))
+    def _mlp_width(self):
+        return int(self.mlp_ratio * self.embedding_dim) // 16 * 16
 
-    def call(self, x, training=None):
-        attended = self.attention(self.attention_norm(x), training=training)
-        x = x + self.output_dropout(attended, training=training)
-        mlp = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
-        return x + self.output_dropout(mlp, training=training)
+    @staticmethod
+    def norm_layer(name):
+        return layers.GroupNormalization(1, epsilon=LN_EPSILON, name=name)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def count_macs(self, num_tokens):
-        mlp = 2 * num_tokens * self.embedding_dim * self.mlp_dim
-        return self.attention.count_macs(num_tokens) + mlp
+    def _attention(self):
+        return SeparableSelfAttention(self.embedding_dim, self.attention_drop, name="attention")
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            embedding_dim=self.embedding_dim,
-            mlp_ratio=self.mlp_ratio,
-            attention_drop=self.attention_drop,
-            dropout=self.dropout,
-        )
+        for unused in ("num_heads", "qkv_bias"):
+            config.pop(unused)
         return config
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MobileViTV2Block(layers.Layer):
+class MobileViTV2Block(MobileViTBlock):
     """MobileViTv2 block: local depthwise conv, separable-attention transformer over unfolded
     patches, fold, 1x1 projection back. No fusion conv and no concatenation with the input.
 
@@ -922,6 +927,10 @@ class MobileViTV2Block(layers.Layer):
     and `transformer_layer_norm` (GroupNorm(1)) the global one; `conv_proj` (1x1 conv-BN, no
     activation) returns to the input width. Output shape = input shape.
     """
+
+    transformer_layers_class = SeparableTransformerLayer
+    depthwise_local = True
+    conv_proj_activation = False
 
     def __init__(
         self,
@@ -934,47 +943,33 @@ class MobileViTV2Block(layers.Layer):
         kernel_size=3,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.embedding_dim = embedding_dim
-        self.num_transformer_layers = num_transformer_layers
-        self.patch_size = patch_size
-        self.mlp_ratio = mlp_ratio
-        self.attention_drop = attention_drop
-        self.dropout = dropout
-        self.kernel_size = kernel_size
-        self.transformer_layers = [
-            SeparableTransformerLayer(
-                embedding_dim, mlp_ratio, attention_drop, dropout, name=f"transformer_{i}"
-            )
-            for i in range(num_transformer_layers)
-        ]
-        self.transformer_layer_norm = layers.GroupNormalization(
-            1, epsilon=LN_EPSILON, name="transformer_layer_norm"
+        super().__init__(
+            embedding_dim,
+            num_transformer_layers,
+            patch_size=patch_size,
+            mlp_ratio=mlp_ratio,
+            attention_drop=attention_drop,
+            dropout=dropout,
+            kernel_size=kernel_size,
+            **kwargs,
         )
 
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        self.local_rep_layer_1 = ConvNormAct(
-            channels, self.kernel_size, depthwise=True, name="local_rep_layer_1"
+    def _transformer_layer(self, name):
+        return SeparableTransformerLayer(
+            self.embedding_dim, self.mlp_ratio, self.attention_drop, self.dropout, name=name
         )
-        self.local_rep_layer_2 = ConvNormAct(
-            self.embedding_dim, 1, use_norm=False, use_activation=False, name="local_rep_layer_2"
-        )
-        self.conv_proj = ConvNormAct(channels, 1, use_activation=False, name="conv_proj")
-        _build_chain([self.local_rep_layer_1, self.local_rep_layer_2], input_shape)
-        token_shape = (None, self.patch_size**2, None, self.embedding_dim)
-        for layer in self.transformer_layers:
-            layer.build(token_shape)
-        self.transformer_layer_norm.build(token_shape)
-        self.conv_proj.build((*input_shape[:-1], self.embedding_dim))
+
+    def _token_shape(self):
+        return (None, self.patch_size**2, None, self.embedding_dim)
+
+    def _fusion_channels(self, channels):
+        return 0  # no fusion
 
     def global_representation(self, patches, training=None):
         """Separable-attention layers over `(B * p * p, N, d)` tokens, normalised per image."""
         num_tokens = ops.shape(patches)[1]
         x = ops.reshape(patches, (-1, self.patch_size**2, num_tokens, self.embedding_dim))
-        for layer in self.transformer_layers:
-            x = layer(x, training=training)
-        x = self.transformer_layer_norm(x)
+        x = super().global_representation(x, training=training)
         return ops.reshape(x, (-1, num_tokens, self.embedding_dim))
 
     def call(self, x, training=None):
@@ -983,30 +978,10 @@ class MobileViTV2Block(layers.Layer):
         x = apply_to_patches(x, self.patch_size, self.global_representation, training)
         return self.conv_proj(x, training=training)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def count_macs(self, input_shape):
-        height, width, _ = input_shape
-        new_h, new_w = _patch_aligned_size(height, width, self.patch_size)
-        num_tokens = (new_h // self.patch_size) * (new_w // self.patch_size)
-        total = self.local_rep_layer_1.count_macs(input_shape)
-        total += self.local_rep_layer_2.count_macs(input_shape)
-        total += self.patch_size**2 * sum(t.count_macs(num_tokens) for t in self.transformer_layers)
-        total += self.conv_proj.count_macs((height, width, self.embedding_dim))
-        return total
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            embedding_dim=self.embedding_dim,
-            num_transformer_layers=self.num_transformer_layers,
-            patch_size=self.patch_size,
-            mlp_ratio=self.mlp_ratio,
-            attention_drop=self.attention_drop,
-            dropout=self.dropout,
-            kernel_size=self.kernel_size,
-        )
+        for unused in ("num_heads", "qkv_bias"):
+            config.pop(unused)
         return config
 
 

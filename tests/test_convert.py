@@ -10,7 +10,20 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("variant, size", [("xxs", 256), ("xs", 256), ("s", 256), ("xxs", 224)])
+@pytest.mark.parametrize(
+    "variant, size",
+    [
+        ("xxs", 256),
+        ("xs", 256),
+        ("s", 256),
+        ("xxs", 224),
+        # MobileViTv2 (separable attention, GroupNorm with randomised affine), on sides that
+        # are multiples of 64 (transformers' v2 does not resize other sizes).
+        ("v2_050", 256),
+        ("v2_100", 64),
+        ("v2_175", 128),
+    ],
+)
 def test_converted_weights_reproduce_reference_logits(variant, size):
     ref = convert.random_reference(variant)
     x = np.random.default_rng(1).uniform(size=(2, size, size, 3)).astype("float32")
@@ -19,22 +32,7 @@ def test_converted_weights_reproduce_reference_logits(variant, size):
     convert.load_torch_state_dict(model, ref.state_dict())
     got = keras.ops.convert_to_numpy(model(x, training=False))
     assert np.abs(want).max() > 0.05  # a real signal, not near-zero logits
-    assert np.abs(got - want).max() <= 1e-4
-    assert np.argmax(got, -1).tolist() == np.argmax(want, -1).tolist()
-
-
-@pytest.mark.parametrize("variant, size", [("v2_050", 256), ("v2_100", 64), ("v2_175", 128)])
-def test_converted_v2_weights_reproduce_reference_logits(variant, size):
-    """MobileViTv2 (separable attention, GroupNorm with randomised affine): logits within
-    1e-4 relative of transformers' on sides that are multiples of 64."""
-    ref = convert.random_reference(variant)
-    x = np.random.default_rng(3).uniform(size=(2, size, size, 3)).astype("float32")
-    want = convert.reference_logits(ref, x)
-    model = models.build_mobilevit(variant, input_shape=(size, size, 3))
-    convert.load_torch_state_dict(model, ref.state_dict())
-    got = keras.ops.convert_to_numpy(model(x, training=False))
-    assert np.abs(want).max() > 0.05
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert np.argmax(got, -1).tolist() == np.argmax(want, -1).tolist()
 
 

@@ -26,6 +26,7 @@ TRAIN_OVERRIDES = {
     "learning_rate": "--lr",
     "augmentation": "--augmentation",
     "label_smoothing": "--label-smoothing",
+    "class_weight": "--class-weight",
     "ema": "--ema",
     "mixed_precision": "--mixed-precision",
     "jit_compile": "--jit-compile",
@@ -103,6 +104,11 @@ def _add_train(sub):
         help=f"override the preset's augmentation policy: {', '.join(augmentation.POLICIES)}",
     )
     p.add_argument("--label-smoothing", type=float, help="override the preset's label smoothing")
+    p.add_argument(
+        "--class-weight",
+        choices=["balanced"],
+        help="weigh each class's loss inversely to its number of images (imbalanced data)",
+    )
     p.add_argument(
         "--ema",
         action=argparse.BooleanOptionalAction,

@@ -48,6 +48,9 @@ class TrainConfig:
     ema: bool = False  # validate and checkpoint an exponential moving average of the weights
     ema_momentum: float = 0.999  # the average's memory: about 1 / (1 - momentum) steps
     label_smoothing: float = 0.1
+    # "balanced": weigh each class's loss by n / (classes * its count), so that an imbalanced
+    # dataset's rare classes count as much as the common ones (sklearn's rule); None: equal.
+    class_weight: str | None = None
     augmentation: str = "light"  # a preset of mobilevit_utils.augmentation
     dropout: float = 0.1  # before the classifier
     transformer_dropout: float = 0.0
@@ -455,6 +458,16 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False):
     return run_dir
 
 
+def fit_class_weight(class_weight, labels, num_classes):
+    """`model.fit`'s class_weight for the recipe's setting: None, or "balanced" computed from
+    the training labels (`data.class_weights`)."""
+    if class_weight is None:
+        return None
+    if class_weight != "balanced":
+        raise ValueError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+    return data_lib.class_weights(labels, num_classes)
+
+
 def _write_json(path, payload):
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
@@ -533,6 +546,7 @@ def train(
         dataset.x_val, dataset.y_val, config.batch_size, num_classes=num_classes, soft_labels=soft
     )
     steps_per_epoch = max(1, len(dataset.y_train) // config.batch_size)
+    class_weight = fit_class_weight(config.class_weight, dataset.y_train, num_classes)
 
     precision = "mixed_float16" if config.mixed_precision else "float32"
     with distribution_scope(strategy), dtype_policy(precision):
@@ -553,6 +567,7 @@ def train(
         epochs=config.epochs,
         verbose=0,
         shuffle=False,  # the pipeline shuffles
+        class_weight=class_weight,
         callbacks=[*make_callbacks(run_dir, config, print_fn), *callbacks],
     )
     wall = time.perf_counter() - start

@@ -209,10 +209,12 @@ def test_train_command_reproduces_a_recipe():
         seed=3,
         ema=True,
         label_smoothing=0.2,
+        class_weight="balanced",
         mixed_precision=True,
         jit_compile=False,
     )
     command, unexpressed = cli.train_command(recipe.to_dict(), "data", "runs/x")
+    assert "--class-weight balanced" in command
     assert command.startswith("python -m mobilevit_utils train --preset cpu ")
     assert unexpressed == {}
     args = cli.build_parser().parse_args(command.split()[3:])
@@ -394,3 +396,35 @@ def test_dynamic_conv_temperature_is_annealed_during_training(tmp_path):
     ]
     # 7 inverted residuals: 1 + 3 in stages 1-2, the downsampling one of stages 3-5.
     assert temperatures == [1.0] * 7
+
+
+def test_balanced_class_weight_reaches_fit(tmp_path, monkeypatch):
+    """class_weight="balanced" weighs the loss by n / (classes * count) of the training labels:
+    on a 3:1 imbalanced set the rare class gets 3x the common one's weight."""
+    weights = training.fit_class_weight("balanced", np.array([0, 0, 0, 1]), 2)
+    assert weights == {0: 4 / 6, 1: 4 / 2}
+    assert training.fit_class_weight(None, np.array([0, 1]), 2) is None
+    with pytest.raises(ValueError, match="balanced"):
+        training.fit_class_weight("inverse", np.array([0, 1]), 2)
+    seen = {}
+    fit = keras.Model.fit
+
+    def spy(self, *args, **kwargs):
+        seen["class_weight"] = kwargs.get("class_weight")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    dataset = tiny_dataset()
+    keep = np.concatenate(
+        [np.flatnonzero(dataset.y_train != 2), np.flatnonzero(dataset.y_train == 2)[:3]]
+    )
+    dataset = dataclasses.replace(
+        dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep]
+    )
+    training.train(
+        "quick", run_dir=tmp_path / "run", dataset=dataset, epochs=1, class_weight="balanced"
+    )
+    counts = np.bincount(dataset.y_train)
+    expected = {c: len(dataset.y_train) / (3 * counts[c]) for c in range(3)}
+    assert seen["class_weight"] == pytest.approx(expected)
+    assert seen["class_weight"][2] > seen["class_weight"][0]

@@ -208,3 +208,33 @@ def softmax(logits):
 
 def predict_proba(model, images, batch_size=256, flip=False, shift=False):
     return softmax(predict_logits(model, images, batch_size, flip=flip, shift=shift))
+
+
+def logits_on_backend(model_path, images, backend):
+    """Logits of a saved `.keras` model computed under another Keras backend, in a fresh Python
+    process (a process's backend is fixed once Keras is imported). Shows, and tests, that one
+    file runs the same on TensorFlow, JAX and PyTorch."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        inputs, outputs = Path(folder) / "images.npy", Path(folder) / "logits.npy"
+        np.save(inputs, np.asarray(images, dtype="float32"))
+        subprocess.run(
+            [sys.executable, "-m", "mobilevit_utils.inference", str(model_path), inputs, outputs],
+            check=True,
+            env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        return np.load(outputs)
+
+
+if __name__ == "__main__":  # python -m mobilevit_utils.inference MODEL.keras IMAGES.npy OUT.npy
+    import sys
+
+    import keras
+
+    model_file, images_file, out_file = sys.argv[1:4]
+    model = keras.saving.load_model(model_file, safe_mode=True)
+    np.save(out_file, keras_logits(model, np.load(images_file)))

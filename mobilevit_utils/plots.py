@@ -173,3 +173,36 @@ def ablation_figure(table, baseline="baseline"):
     fig.suptitle("Ablations at equal budget (dashed: the baseline)")
     fig.tight_layout()
     return fig
+
+
+def unfold_figure(height=8, width=8, patch_size=2):
+    """What `layers.unfold` does, drawn from its output: a numbered map coloured by each
+    pixel's position inside its patch, and the sequences unfold makes of it."""
+    from keras import ops
+
+    from mobilevit_utils.layers import unfold
+
+    p = patch_size
+    grid = np.arange(height * width, dtype="float32").reshape(1, height, width, 1)
+    sequences = ops.convert_to_numpy(unfold(grid, p))[:, :, 0].astype(int)
+    position = np.add.outer(np.arange(height) % p * p, np.arange(width) % p)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    axes[0].imshow(position, cmap="Pastel1", vmin=0, vmax=8)
+    for (r, c), v in np.ndenumerate(grid[0, :, :, 0].astype(int)):
+        axes[0].text(c, r, v, ha="center", va="center", fontsize=8)
+    for k in range(1, width // p):
+        axes[0].axvline(p * k - 0.5, color="k", lw=1.5)
+    for k in range(1, height // p):
+        axes[0].axhline(p * k - 0.5, color="k", lw=1.5)
+    axes[0].set_title(f"{height}x{width} map, {p}x{p} patches; colour = position in patch")
+    rows = np.repeat(np.arange(p * p)[:, None], sequences.shape[1], 1)
+    axes[1].imshow(rows, cmap="Pastel1", vmin=0, vmax=8, aspect="auto")
+    for (r, c), v in np.ndenumerate(sequences):
+        axes[1].text(c, r, v, ha="center", va="center", fontsize=7)
+    axes[1].set_title(f"after unfold: {p * p} sequences of {sequences.shape[1]} tokens")
+    axes[1].set_xlabel("token (one per patch)")
+    axes[1].set_ylabel("sequence")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig

@@ -34,3 +34,19 @@ def test_train_save_reload_across_backends(backend, shared_dir):
     for variant in ("xxs_cifar", "xxs_cifar_v3", "xxs_cifar_dynconv", "v2_050_cifar"):
         assert f"{backend}: {variant} trained one epoch" in result.stdout
     print(result.stdout)
+
+
+def test_logits_on_another_backend(shared_dir):
+    """inference.logits_on_backend runs a saved model in a fresh process on another backend."""
+    import numpy as np
+
+    from mobilevit_utils import inference
+
+    saved = shared_dir / "tensorflow-xxs_cifar.keras"
+    if not saved.exists() or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs the TensorFlow round trip above and PyTorch")
+    x = np.random.default_rng(0).uniform(0, 255, size=(8, 32, 32, 3)).astype("float32")
+    logits = inference.logits_on_backend(saved, x, "torch")
+    np.testing.assert_allclose(
+        logits, np.load(shared_dir / "tensorflow-xxs_cifar_logits.npy"), atol=1e-4
+    )

@@ -9,7 +9,7 @@ EXTRAS ?= dev,litert,backends,reference
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
-.PHONY: install test lint format unit-test notebook-test tutorial format-notebooks benchmarks reference clean
+.PHONY: install test lint format unit-test notebook-test tutorial docs format-notebooks benchmarks reference clean
 LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks
 
 install: $(VENV)/.installed
@@ -47,6 +47,20 @@ tutorial: install
 		echo "$$nb: $$(( $$(date +%s) - start ))s"; \
 	done
 	@echo "Executed notebooks: $(EXECUTED)/"
+
+# The executed copies readers see on GitHub: every notebook run in full (not quick) mode, in
+# order, outputs kept, written to docs/ under the same names (hours on 2 CPU cores: notebook 03
+# trains the cpu recipe, 06 runs the search). tests/test_docs.py checks their code is the
+# notebooks' code. DATA_DIR=../shared/data uses a local CIFAR-10 copy.
+docs: install
+	mkdir -p docs
+	for nb in $(NOTEBOOKS); do \
+		start=$$(date +%s); \
+		env -u MOBILEVIT_QUICK $(if $(DATA_DIR),MOBILEVIT_DATA_DIR=$(DATA_DIR)) \
+		$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+			--output-dir docs "$$nb" 2>/dev/null || { echo "$$nb failed"; exit 1; }; \
+		echo "$$nb: $$(( $$(date +%s) - start ))s"; \
+	done
 
 # ruff: lint and format check of the code and the notebooks' code cells (settings in pyproject).
 lint: install

@@ -17,7 +17,7 @@ run() {  # run <results name> <script> [arguments...]
     "$PY" "benchmarks/$@"; echo; } >>"$out"
 }
 
-rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency,backend_ops}.txt
+rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency,backend_ops,variants_train_throughput}.txt
 run train_throughput train_throughput.py --profile
 run train_throughput train_throughput.py --stock-batchnorm --profile
 run train_throughput train_throughput.py --batch-size 256
@@ -31,4 +31,7 @@ run input_pipeline input_pipeline.py --augmentation light
 run input_pipeline input_pipeline.py --augmentation strong
 run tflite_latency tflite_latency.py --run-dir checkpoints/mobilevit_xxs_cifar10
 "$PY" benchmarks/variants.py   # writes variants.csv and variants.md itself
+for variant in xxs_cifar xxs_cifar_p1 xxs_cifar_v3 xxs_cifar_dynconv xxs_cifar_rebalanced v2_050_cifar; do
+  run variants_train_throughput train_throughput.py --variant "$variant"
+done
 echo "Results written to $RESULTS/"

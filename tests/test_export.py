@@ -172,7 +172,7 @@ def test_calibration_sample_draws_reproducibly_across_classes():
 @pytest.mark.parametrize(
     "variant, size, precisions",
     [
-        ("xxs_cifar_v3", 32, ("fp32", "dynamic")),
+        ("xxs_cifar_v3", 32, ("fp32", "fp16", "dynamic")),
         ("xxs_cifar_dynconv", 32, ("fp32", "int8")),
         ("v2_050_cifar", 32, ("fp32", "int8")),
         ("v2_050", 64, ("fp32", "int8")),

@@ -180,7 +180,7 @@ def test_calibration_sample_draws_reproducibly_across_classes():
 )
 def test_structural_variants_export_without_flex_ops(variant, size, precisions, tmp_path):
     """Dynamic convolution and separable attention convert to fp32 (exact) and int8 (integer
-    input) with builtin ops only; v3-style blocks to fp32 and dynamic range, and int8 is a
+    input) with builtin ops only; v3-style blocks to fp32, fp16 and dynamic range; int8 is a
     clear refusal (the converter's int8 model of them aborts LiteRT)."""
     from mobilevit_utils import models
 

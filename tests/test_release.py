@@ -78,6 +78,7 @@ def test_release_evaluates_exports_and_rewrites_readme(trained_run, tmp_path):
     assert f"**{evaluation['accuracy']:.2%}**" in text
     assert "validation split held out from the training images" in text
     assert f"{results['evaluation_flip_tta']['accuracy']:.2%} (prediction averaged" in text
+    assert f"{results['evaluation_flip_shift_tta']['accuracy']:.2%} (the image and its" in text
     # The fixture's run changed the quick preset's epochs and batch size: the command says so.
     assert "train --preset quick --epochs 3 --batch-size 8 --seed 42 --data-dir" in text
     assert text.count(START) == 1 and (out / "results.md").read_text() in text

@@ -73,6 +73,8 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
     )
     flipped = evaluation.evaluate(model, x, y, class_names, flip=True)
     print(f"keras, flip TTA: accuracy={flipped.accuracy:.4f}")
+    flip_shifted = evaluation.evaluate(model, x, y, class_names, flip=True, shift=True)
+    print(f"keras, flip and shift TTA: accuracy={flip_shifted.accuracy:.4f}")
 
     # Calibrate int8 on training images only: the evaluation images stay unseen.
     calibration = None
@@ -105,6 +107,10 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
         "input_shape": metadata.get("input_shape"),
         "evaluation": {"split": split, "source": str(source), **report.metrics()},
         "evaluation_flip_tta": {"accuracy": flipped.accuracy, "macro_f1": flipped.macro_f1},
+        "evaluation_flip_shift_tta": {
+            "accuracy": flip_shifted.accuracy,
+            "macro_f1": flip_shifted.macro_f1,
+        },
         "training": {
             "epochs": metadata.get("epochs_completed"),
             "best_epoch": metadata.get("best_epoch"),
@@ -152,6 +158,11 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
             "accuracy with flip test-time augmentation",
             f"{results['evaluation_flip_tta']['accuracy']:.2%} (prediction averaged over each image and "
             "its mirror image: two forward passes, `evaluate --flip-tta`)",
+        ),
+        (
+            "accuracy with flip and shift test-time augmentation",
+            f"{results['evaluation_flip_shift_tta']['accuracy']:.2%} (the image and its one-pixel "
+            "moves, each also mirrored: ten forward passes, `evaluate --flip-tta --shift-tta`)",
         ),
         (
             "macro F1 / calibration error",

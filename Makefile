@@ -26,8 +26,11 @@ $(VENV)/.installed: pyproject.toml
 
 # Lint and format check (ruff), unit tests, then every notebook through nbval, in quick mode;
 # prints the slowest items.
+# Two workers (conftest.py keeps each test file, and the notebooks in order, on one worker): much
+# of the suite waits on single-threaded work (graph tracing, XLA compiles, process start-up).
+# The notebooks come first on the command line, so their long series starts first.
 test: install lint
-	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests $(NOTEBOOKS) \
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) tests -n 2 --dist loadgroup \
 		--nbval-lax --nbval-current-env --durations=20
 
 unit-test: install

@@ -84,6 +84,18 @@ RUNS = {
         {"model": "xxs_cifar_rebalanced"},
         None,
     ),
+    # EMA lagged the 12-epoch run; a higher peak learning rate (clipping keeps 2e-3 stable) or
+    # larger batches (fewer steps, each averaged over more images) move the weights faster.
+    "ema-lr2e-3": (
+        "weight EMA with peak learning rate 2e-3",
+        {"ema": True, "learning_rate": 2e-3},
+        None,
+    ),
+    "ema-batch256": (
+        "weight EMA, batch 256, peak learning rate 3e-3",
+        {"ema": True, "batch_size": 256, "learning_rate": 3e-3},
+        None,
+    ),
     "mixup": ("MixUp (alpha 0.2) after flips and shifts", {"augmentation": "mixup"}, None),
     "cutmix": ("CutMix (alpha 1.0) after flips and shifts", {"augmentation": "cutmix"}, None),
     "no-label-smoothing": ("no label smoothing", {"label_smoothing": 0.0}, None),

@@ -1,0 +1,120 @@
+"""The levers towards 90 % (issue #18), each with its measured gain: one table built from the
+committed results, never typed by hand.
+
+Gains come from the equal-budget ablations (`benchmarks/results/ablations.csv`: the `cpu`
+recipe for 12 epochs, split seed 42, one change per run) and are compared with the spread of
+the baseline's seeds. The release line comes from the released checkpoint's results.json.
+
+    python benchmarks/levers.py                     # print the table
+    python benchmarks/levers.py --readme README.md  # also rewrite the README's levers block
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import ablations  # noqa: E402
+
+RELEASE = ROOT / "checkpoints" / "mobilevit_xxs_cifar10"
+# A row measured before the ablation runner existed: the same recipe, split, seed and 12
+# epochs with the bilinear shifts (its config, metadata and history are kept there).
+EARLIER_RUNS = {"bilinear-shifts": ablations.RESULTS / "epoch_scaling" / "reference-cpu-12ep"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Lever:
+    lever: str
+    run: str | None  # the ablation row that measures it; None: not an ablation
+    against: str = "baseline"
+
+
+LEVERS = (
+    Lever("pixel-exact shifts instead of bilinear sub-pixel shifts", "baseline", "bilinear-shifts"),
+    Lever("weight EMA (validation and checkpoint on the EMA weights)", "ema"),
+    Lever("1x1 patches at 4x4 (16 tokens instead of 4)", "patch1"),
+    Lever("MobileViTv3-style blocks (cheaper fusion)", "v3-block"),
+    Lever("fewer transformer layers at 4x4, more channels at 16x16", "rebalanced"),
+    Lever("label smoothing 0.2 instead of 0.1", "label-smoothing-0.2"),
+    Lever("peak learning rate 2e-3 with EMA", "ema-lr2e-3"),
+    Lever("batch 256, peak learning rate 3e-3, with EMA", "ema-batch256"),
+    Lever("flip test-time augmentation (2 passes)", "flip-tta"),
+    Lever("flip and shift test-time augmentation (10 passes)", "flip-shift-tta"),
+    Lever("a final fit on all 50,000 images", None),
+)
+
+
+def accuracy(name, rows):
+    """Validation accuracy of ablation `name` (from the CSV or an earlier kept run), or None."""
+    if name in rows:
+        return float(rows[name]["val_accuracy"])
+    if name in EARLIER_RUNS and (EARLIER_RUNS[name] / "metadata.json").exists():
+        return json.loads((EARLIER_RUNS[name] / "metadata.json").read_text())["best_val_accuracy"]
+    return None
+
+
+def seed_spread(rows):
+    seeds = [float(r["val_accuracy"]) for n, r in rows.items() if n.startswith("baseline")]
+    return max(seeds) - min(seeds) if len(seeds) > 1 else None
+
+
+def table(rows, release=RELEASE):
+    spread = seed_spread(rows)
+    lines = [
+        "| lever | run | val accuracy | gain (points) | against the noise | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lever in LEVERS:
+        ours = accuracy(lever.run, rows) if lever.run else None
+        theirs = accuracy(lever.against, rows)
+        if ours is None or theirs is None:
+            status = "not measured yet" if lever.run else "release step, not an ablation"
+            lines.append(f"| {lever.lever} | {lever.run or '-'} | - | - | - | {status} |")
+            continue
+        gain = 100 * (ours - theirs)
+        verdict = "-" if spread is None else ("beyond" if abs(gain) > 100 * spread else "within")
+        lines.append(
+            f"| {lever.lever} | {lever.run} vs {lever.against} | {100 * ours:.2f} % | "
+            f"{gain:+.2f} | {verdict} | measured |"
+        )
+    notes = []
+    if spread is not None:
+        notes.append(
+            f"Noise: the baseline's seeds span {100 * spread:.2f} points; a gain within that "
+            "span is not evidence."
+        )
+    if (release / "results.json").exists():
+        results = json.loads((release / "results.json").read_text())
+        ev, training = results["evaluation"], results["training"]
+        shifted = results.get("evaluation_flip_shift_tta", {}).get("accuracy")
+        notes.append(
+            f"The release ({training['epochs']} epochs on {training['train_images']:,} images, "
+            f"`{results['preset']}` recipe): {100 * ev['accuracy']:.2f} % on the {ev['split']} "
+            f"split, {100 * results['evaluation_flip_tta']['accuracy']:.2f} % with flip TTA"
+            + (f", {100 * shifted:.2f} % with flip and shift TTA." if shifted else ".")
+        )
+    return "\n".join(lines) + ("\n\n" + " ".join(notes) if notes else "") + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results-dir", type=Path, default=ablations.RESULTS)
+    parser.add_argument("--release", type=Path, default=RELEASE, help="a released checkpoint")
+    parser.add_argument("--readme", type=Path, help="rewrite this README's levers block too")
+    args = parser.parse_args(argv)
+    text = table(ablations.read_rows(args.results_dir / "ablations.csv"), args.release)
+    print(text)
+    if args.readme:
+        from benchmarks.readme_tables import replace_block
+
+        replace_block(args.readme, "levers", text)
+
+
+if __name__ == "__main__":
+    main()

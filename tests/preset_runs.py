@@ -18,6 +18,7 @@ out_dir = Path(sys.argv[1])
 recipes = sys.argv[2:] or list(training.RECIPES)
 backend = keras.backend.backend()
 dataset = tiny_dataset(n_per_class=8)  # 18 training images: two batches of 8
+exported = {}  # (model, mixed_precision) -> the recipe exported with them
 
 for name in recipes:
     lines = []
@@ -51,7 +52,12 @@ for name in recipes:
         flush=True,
     )
 
-    if backend == "tensorflow":
+    # One export per model and precision: recipes that share both give the same TFLite graph.
+    kind = (training.get_recipe(name).model, training.get_recipe(name).mixed_precision)
+    if backend == "tensorflow" and kind in exported:
+        print(f"{backend} {name}: TFLite graph as {exported[kind]}'s, not exported again")
+    elif backend == "tensorflow":
+        exported[kind] = name
         path = export.export(
             model, out_dir / f"{name}-tflite", precisions=("fp32",), class_names=dataset.class_names
         )["fp32"]

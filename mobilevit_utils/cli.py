@@ -31,6 +31,7 @@ TRAIN_OVERRIDES = {
     "mixed_precision": "--mixed-precision",
     "jit_compile": "--jit-compile",
     "max_per_class": "--max-per-class",
+    "validation_split": "--validation-split",
     "seed": "--seed",
 }
 
@@ -128,6 +129,12 @@ def _add_train(sub):
         help="XLA (TensorFlow) / torch.compile (PyTorch); auto: XLA on GPUs only",
     )
     p.add_argument("--max-per-class", type=int, help="train on at most this many images per class")
+    p.add_argument(
+        "--validation-split",
+        type=float,
+        help="share of the images held out for validation (default 0.1); 0: a final fit on "
+        "every image, keeping the last epoch's weights",
+    )
     p.add_argument("--seed", type=int, help="random seed (default: the preset's, 42)")
     p.add_argument(
         "--resume",
@@ -161,6 +168,10 @@ def _train(args):
         raise CLIError(
             f"--augmentation must be one of {list(augmentation.POLICIES)}, "
             f"got {overrides['augmentation']!r}"
+        )
+    if not 0 <= overrides.get("validation_split", 0) < 1:
+        raise CLIError(
+            f"--validation-split must be at least 0 and below 1, got {overrides['validation_split']}"
         )
     for key in ("epochs", "batch_size", "max_per_class"):
         if key in overrides and overrides[key] < 1:

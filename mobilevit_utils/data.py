@@ -273,11 +273,14 @@ def load_split_folder(
 
 
 def stratified_split(x, y, validation_split=0.1, seed=42):
-    """Seeded split keeping every class's share in both parts (sklearn's stratification)."""
+    """Seeded split keeping every class's share in both parts (sklearn's stratification).
+    `validation_split=0` keeps every image for training (a final fit) and no validation images."""
     from sklearn.model_selection import train_test_split
 
-    if not 0 < validation_split < 1:
-        raise DataError(f"validation_split must be between 0 and 1, got {validation_split}.")
+    if not 0 <= validation_split < 1:
+        raise DataError(f"validation_split must be at least 0 and below 1, got {validation_split}.")
+    if validation_split == 0:
+        return x, y, x[:0], y[:0]
     num_classes = len(np.unique(y))
     # At least one validation image per class, so that stratification is possible at all.
     num_val = max(int(round(validation_split * len(y))), num_classes)

@@ -251,5 +251,10 @@ def held_out_data(metadata, data_dir=None):
     training held out; returns ((images, labels, class_names, source), split name)."""
     local = data_dir or os.environ.get(DATA_ENV)
     if local and not (data_lib.resolve_local_root(local) / "test").is_dir():
+        if metadata.get("validation_split", 0.1) == 0:
+            raise ValueError(
+                "This model was trained on every training image (validation_split=0), so "
+                "this data holds no images it has not seen; evaluate it on a test/ split."
+            )
         return evaluation_data(metadata, data_dir, "val"), "val"
     return evaluation_data(metadata, data_dir, "test"), "test"

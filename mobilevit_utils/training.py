@@ -336,7 +336,7 @@ def best_logged(run_dir, monitor="val_accuracy"):
     return max(values) if values else None
 
 
-def make_callbacks(run_dir, config, print_fn=print):
+def make_callbacks(run_dir, config, print_fn=print, validating=True):
     run_dir = Path(run_dir)
     callbacks = [
         # Saves state after every epoch; when a run is interrupted (even killed), `fit` on the
@@ -348,12 +348,14 @@ def make_callbacks(run_dir, config, print_fn=print):
         # them) and before the checkpoint: validation and model.keras see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     callbacks += [
+        # The best epoch on validation; without a validation split (a final fit on every
+        # image), the last epoch.
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "model.keras"),
             monitor="val_accuracy",
             mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_logged(run_dir),
+            save_best_only=validating,
+            initial_value_threshold=best_logged(run_dir) if validating else None,
         ),
         EpochLogger(config.epochs, print_fn),  # before CSVLogger, which saves its epoch_time_s
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -542,8 +544,22 @@ def train(
         seed=config.seed,
         parallel=config.parallel_augmentation,
     )
-    val_batches = data_lib.make_batches(
-        dataset.x_val, dataset.y_val, config.batch_size, num_classes=num_classes, soft_labels=soft
+    validating = len(dataset.y_val) > 0
+    if not validating and (config.early_stopping_patience or config.schedule == "plateau"):
+        raise ValueError(
+            "Early stopping and the plateau schedule watch the validation split; a final fit "
+            "(validation_split=0) needs a fixed number of epochs and the cosine schedule."
+        )
+    val_batches = (
+        data_lib.make_batches(
+            dataset.x_val,
+            dataset.y_val,
+            config.batch_size,
+            num_classes=num_classes,
+            soft_labels=soft,
+        )
+        if validating
+        else None
     )
     steps_per_epoch = max(1, len(dataset.y_train) // config.batch_size)
     class_weight = fit_class_weight(config.class_weight, dataset.y_train, num_classes)
@@ -555,10 +571,12 @@ def train(
 
     _write_json(run_dir / "config.json", config.to_dict())
     _write_json(run_dir / "environment.json", run_environment)
+    held_out = (
+        f"validating on {len(dataset.y_val):,}" if validating else "no validation (final fit)"
+    )
     print_fn(
         f"training {model.name} ({models.trainable_params(model):,} parameters) on "
-        f"{len(dataset.y_train):,} images, validating on {len(dataset.y_val):,}; "
-        f"run folder {run_dir}"
+        f"{len(dataset.y_train):,} images, {held_out}; run folder {run_dir}"
     )
     start = time.perf_counter()
     model.fit(
@@ -568,7 +586,7 @@ def train(
         verbose=0,
         shuffle=False,  # the pipeline shuffles
         class_weight=class_weight,
-        callbacks=[*make_callbacks(run_dir, config, print_fn), *callbacks],
+        callbacks=[*make_callbacks(run_dir, config, print_fn, validating), *callbacks],
     )
     wall = time.perf_counter() - start
     checkpoint = run_dir / "model.keras"
@@ -579,7 +597,10 @@ def train(
         model = models.as_float32(model)
 
     history = read_history(run_dir)
-    best = max(history, key=lambda row: row["val_accuracy"]) if history else {}
+    if validating:
+        best = max(history, key=lambda row: row["val_accuracy"]) if history else {}
+    else:  # the checkpoint holds the last epoch's weights
+        best = history[-1] if history else {}
     metadata = {
         "model": model.name,
         "variant": config.model,
@@ -600,10 +621,16 @@ def train(
         "environment": run_environment,
     }
     _write_json(run_dir / "metadata.json", metadata)
-    print_fn(
-        f"best val_accuracy={metadata['best_val_accuracy']:.4f} at epoch "
-        f"{metadata['best_epoch']}; checkpoint {checkpoint}"
-    )
+    if validating:
+        print_fn(
+            f"best val_accuracy={metadata['best_val_accuracy']:.4f} at epoch "
+            f"{metadata['best_epoch']}; checkpoint {checkpoint}"
+        )
+    else:
+        print_fn(
+            f"no validation split: checkpoint {checkpoint} holds epoch {metadata['best_epoch']}'s "
+            "weights, trained on every image"
+        )
     return {
         "run_dir": run_dir,
         "checkpoint": checkpoint,
@@ -630,7 +657,11 @@ def read_history(run_dir):
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        # CSVLogger writes "NA" in the val_ columns of a run without validation.
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", "NA")}
+            for row in csv.DictReader(f)
+        ]
 
 
 def load_run(run_dir, compile=True):

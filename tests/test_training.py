@@ -183,6 +183,9 @@ def test_cli_errors_are_one_line(tmp_path):
     unwritable = _run_cli("train", "--preset", "quick", "--out", str(target))
     assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
     assert unwritable.stderr.startswith("error: ")
+    split = _run_cli("train", "--validation-split", "1.5", "--out", str(tmp_path / "run"))
+    assert split.returncode == 2 and split.stderr.strip().count("\n") == 0
+    assert "--validation-split must be at least 0 and below 1, got 1.5" in split.stderr
     help_text = _run_cli("train", "--help").stdout
     for flag in (
         "--preset",
@@ -212,9 +215,10 @@ def test_train_command_reproduces_a_recipe():
         class_weight="balanced",
         mixed_precision=True,
         jit_compile=False,
+        validation_split=0.0,
     )
     command, unexpressed = cli.train_command(recipe.to_dict(), "data", "runs/x")
-    assert "--class-weight balanced" in command
+    assert "--class-weight balanced" in command and "--validation-split 0.0" in command
     assert command.startswith("python -m mobilevit_utils train --preset cpu ")
     assert unexpressed == {}
     args = cli.build_parser().parse_args(command.split()[3:])
@@ -428,3 +432,25 @@ def test_balanced_class_weight_reaches_fit(tmp_path, monkeypatch):
     expected = {c: len(dataset.y_train) / (3 * counts[c]) for c in range(3)}
     assert seen["class_weight"] == pytest.approx(expected)
     assert seen["class_weight"][2] > seen["class_weight"][0]
+
+
+def test_final_fit_trains_on_every_image_and_keeps_the_last_epoch(tmp_path):
+    """validation_split=0: the release recipe's last step, a fit on all training images."""
+    from mobilevit_utils import evaluation
+
+    write_image_tree(tmp_path / "data" / "train", *learnable_images(8), ["a", "b", "c"])
+    lines = []
+    options = dict(data_dir=tmp_path / "data", validation_split=0.0, batch_size=8, epochs=2)
+    result = training.train("quick", run_dir=tmp_path / "run", print_fn=lines.append, **options)
+    metadata = result["metadata"]
+    assert (metadata["train_images"], metadata["val_images"]) == (24, 0)
+    assert metadata["best_epoch"] == 2 and metadata["best_val_accuracy"] is None
+    assert "24 images, no validation (final fit)" in "\n".join(lines)
+    assert len(result["history"]) == 2 and "val_accuracy" not in result["history"][0]
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras", safe_mode=True)
+    for ours, theirs in zip(saved.get_weights(), result["model"].get_weights()):
+        np.testing.assert_array_equal(ours, theirs)  # the last epoch's weights
+    with pytest.raises(ValueError, match="trained on every training image"):
+        evaluation.held_out_data(metadata, tmp_path / "data")
+    with pytest.raises(ValueError, match="needs a fixed number of epochs"):
+        training.train("quick", run_dir=tmp_path / "run2", early_stopping_patience=2, **options)

@@ -9,7 +9,7 @@ EXTRAS ?= dev,litert,backends,reference
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
-.PHONY: install test lint format unit-test notebook-test tutorial docs format-notebooks benchmarks reference clean
+.PHONY: install test lint format unit-test notebook-test tutorial docs format-notebooks benchmarks reference reference-final clean
 LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks
 
 install: $(VENV)/.installed
@@ -95,6 +95,18 @@ reference: install
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) 2>&1 | tee -a $(REFERENCE_LOG)
 	$(BIN)/python tools/release_checkpoint.py $(REFERENCE_RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
 		--log $(REFERENCE_LOG)
+
+# The final fit (issue #18): the same recipe on all training images (no validation split), for
+# about as long again; released with the held-out score of the reference run above (its twin),
+# which must exist first. Rerun to resume.
+FINAL_RUN := artifacts/runs/reference-cpu-final
+FINAL_LOG := artifacts/logs/reference-cpu-final.log
+reference-final: install
+	mkdir -p $(dir $(FINAL_LOG))
+	set -o pipefail; $(BIN)/python -m mobilevit_utils train --preset cpu --validation-split 0 \
+		--resume --out $(FINAL_RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) 2>&1 | tee -a $(FINAL_LOG)
+	$(BIN)/python tools/release_checkpoint.py $(FINAL_RUN) --twin $(REFERENCE_RUN) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) --log $(FINAL_LOG)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

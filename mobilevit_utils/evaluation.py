@@ -246,11 +246,17 @@ def evaluation_data(metadata, data_dir=None, split="test"):
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
 
 
+def has_test_split(data_dir=None):
+    """Whether the data (`data_dir`, else $MOBILEVIT_DATA_DIR, else the CIFAR-10 download) has
+    a test split."""
+    local = data_dir or os.environ.get(DATA_ENV)
+    return not local or (data_lib.resolve_local_root(local) / "test").is_dir()
+
+
 def held_out_data(metadata, data_dir=None):
     """`evaluation_data` on the test split where the data has one, else on the validation split
     training held out; returns ((images, labels, class_names, source), split name)."""
-    local = data_dir or os.environ.get(DATA_ENV)
-    if local and not (data_lib.resolve_local_root(local) / "test").is_dir():
+    if not has_test_split(data_dir):
         if metadata.get("validation_split", 0.1) == 0:
             raise ValueError(
                 "This model was trained on every training image (validation_split=0), so "

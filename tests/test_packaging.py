@@ -65,3 +65,37 @@ def test_version_check_warns_about_untested_versions(monkeypatch):
     versions["keras"] = "2.15.0"
     with pytest.raises(RuntimeError, match="needs Keras 3"):
         environment.check_versions()
+
+
+def test_reference_targets_run_commands_the_tools_accept():
+    """`make reference` and `make reference-final` (two hours each, never run in CI): their
+    commands, as make would run them, parse with the train CLI and the release tool."""
+    import shlex
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import release_checkpoint
+
+    from mobilevit_utils import cli
+
+    for target in ("reference", "reference-final"):
+        dry = subprocess.run(
+            ["make", "-n", "-o", "install", target, "DATA_DIR=../shared/data"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.replace("\\\n", " ")
+        train = next(line for line in dry.splitlines() if " -m mobilevit_utils train " in line)
+        words = shlex.split(train.split(" -m mobilevit_utils ", 1)[1].split(" 2>&1")[0])
+        args = cli.build_parser().parse_args(words)
+        assert args.preset == "cpu" and args.resume and args.data_dir == "../shared/data"
+        release = next(line for line in dry.splitlines() if "release_checkpoint.py" in line)
+        released = release_checkpoint.build_parser().parse_args(
+            shlex.split(release.split("release_checkpoint.py", 1)[1])
+        )
+        assert released.run_dir == args.out and released.data_dir == "../shared/data"
+        if target == "reference-final":
+            assert cli.train_overrides(args) == {"validation_split": 0.0}
+            assert released.twin == "artifacts/runs/reference-cpu"

@@ -133,3 +133,50 @@ def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkey
         None,
         len(names),
     )
+
+
+def test_release_of_a_final_fit_reports_its_twins_held_out_score(trained_run, tmp_path):
+    """A run on every training image (validation_split=0) is released with the score of the
+    same recipe's run that held out a validation split, and says so."""
+    metadata = json.loads((trained_run / "metadata.json").read_text())
+    data_dir = tmp_path / "data"
+    write_image_tree(data_dir / "train", *learnable_images(20), metadata["class_names"])
+    final = tmp_path / "final"
+    training.train(
+        "quick",
+        run_dir=final,
+        data_dir=data_dir,
+        validation_split=0.0,
+        epochs=3,
+        batch_size=8,
+        print_fn=lambda line: None,
+    )
+    command = [
+        sys.executable,
+        str(ROOT / "tools" / "release_checkpoint.py"),
+        str(final),
+        *("--data-dir", str(data_dir), "--out", str(tmp_path / "release")),
+        *("--precisions", "fp32", "--readme", ""),
+    ]
+    env = {**os.environ, "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")}
+    run = dict(capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+
+    refused = subprocess.run(command, **run)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "pass --twin RUN" in refused.stderr
+
+    released = subprocess.run([*command, "--twin", str(trained_run)], **run)
+    assert released.returncode == 0, released.stderr[-2000:]
+    results = json.loads((tmp_path / "release" / "results.json").read_text())
+    assert results["scored_by_twin"] == trained_run.as_posix()
+    assert results["training"]["train_images"] == 60  # every image of the folder
+    assert results["evaluation"]["split"] == "val" and results["evaluation"]["num_images"] == 6
+    table = (tmp_path / "release" / "results.md").read_text()
+    assert "final fit on all 60 training images, these included" in table
+    assert f"--twin {trained_run.as_posix()}" in table
+    # The released weights' own TFLite file, for shipping, beside the twin's scored one.
+    assert len(list((tmp_path / "artifacts" / "tflite" / "release").glob("*_fp32.tflite"))) == 1
+    assert (
+        len(list((tmp_path / "artifacts" / "tflite" / "release-twin").glob("*_fp32.tflite"))) == 1
+    )

@@ -10,7 +10,9 @@ report/ (evaluation report of the Keras model), results.json and results.md; the
 the README's table between the `reference-results` markers with results.md. The .tflite files
 go to artifacts/tflite/<release name>/ (rebuilt by `python -m mobilevit_utils export`).
 Evaluates on the official test split where the data has one, else on the validation split
-that training held out (same seed and share), and says which.
+that training held out (same seed and share), and says which. A final fit (trained with
+`--validation-split 0` on every image) has no held-out images of its own there: `--twin RUN`
+names the same recipe's run with a validation split, whose scores the release reports as such.
 """
 
 import argparse
@@ -47,11 +49,84 @@ def _hardware(run_env):
     return f"{run_env.get('cpu_count')} CPU cores, no GPU ({cpu})"
 
 
-def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readme=None, log=None):
+def _twin(run_dir, twin, config):
+    """The run whose held-out score stands for a final fit: the same recipe with a
+    validation split."""
+    if twin is None:
+        raise ValueError(
+            f"{run_dir} is a final fit on every training image and the data has no test split; "
+            "pass --twin RUN, the same recipe trained with a validation split, to report its score."
+        )
+    theirs = json.loads((Path(twin) / "config.json").read_text())
+    differs = sorted(k for k in config if k != "validation_split" and config[k] != theirs.get(k))
+    if differs or not theirs.get("validation_split"):
+        raise ValueError(
+            f"--twin {twin} must be {run_dir}'s recipe with a validation split; it differs in "
+            f"{', '.join(differs) or 'validation_split (0 in both)'}."
+        )
+    return Path(twin)
+
+
+def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title):
+    """Accuracy of a model and of its TFLite files on the held-out images."""
+    (x, y, class_names, source), split = evaluation.held_out_data(metadata, data_dir)
+    report = evaluation.evaluate(model, x, y, class_names)
+    evaluation.write_report(report, report_dir, images=x, title=title)
+    print(
+        f"keras: accuracy={report.accuracy:.4f} macro_f1={report.macro_f1:.4f} on {len(y)} images ({split})"
+    )
+    flipped = evaluation.evaluate(model, x, y, class_names, flip=True)
+    print(f"keras, flip TTA: accuracy={flipped.accuracy:.4f}")
+    flip_shifted = evaluation.evaluate(model, x, y, class_names, flip=True, shift=True)
+    print(f"keras, flip and shift TTA: accuracy={flip_shifted.accuracy:.4f}")
+    tflite = {}
+    for precision, path in export_tflite(model, metadata, data_dir, precisions, tflite_dir).items():
+        tflite_report = evaluation.evaluate(export.TFLiteModel(path), x, y, class_names)
+        tflite[precision] = {
+            "size_kb": round(path.stat().st_size / 1024),
+            "accuracy": tflite_report.accuracy,
+            "macro_f1": tflite_report.macro_f1,
+        }
+        print(
+            f"tflite {precision}: {tflite[precision]['size_kb']} KB, accuracy={tflite_report.accuracy:.4f}"
+        )
+    return {
+        "evaluation": {"split": split, "source": str(source), **report.metrics()},
+        "evaluation_flip_tta": {"accuracy": flipped.accuracy, "macro_f1": flipped.macro_f1},
+        "evaluation_flip_shift_tta": {
+            "accuracy": flip_shifted.accuracy,
+            "macro_f1": flip_shifted.macro_f1,
+        },
+        "tflite": tflite,
+    }
+
+
+def export_tflite(model, metadata, data_dir, precisions, tflite_dir):
+    # Calibrate int8 on training images only: the evaluation images stay unseen.
+    calibration = None
+    if "int8" in precisions:
+        calibration = export.calibration_sample(
+            evaluation.training_dataset(metadata, data_dir).x_train
+        )
+    return export.export(model, tflite_dir, precisions, metadata["class_names"], calibration)
+
+
+def release(
+    run_dir,
+    out_dir,
+    data_dir=None,
+    precisions=export.PRECISIONS,
+    readme=None,
+    log=None,
+    twin=None,
+):
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     # Without the optimizer state (two more copies of every weight): inference and fine-tuning
     # need only the weights.
     model, metadata = training.load_run(run_dir, compile=False)
+    config = json.loads((run_dir / "config.json").read_text())
+    final_fit = metadata.get("validation_split") == 0 and not evaluation.has_test_split(data_dir)
+    twin = _twin(run_dir, twin, config) if final_fit else None
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
     for name in RUN_FILES:
@@ -65,36 +140,26 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
         out_dir / "learning_curves.png",
     )
 
-    (x, y, class_names, source), split = evaluation.held_out_data(metadata, data_dir)
-    report = evaluation.evaluate(model, x, y, class_names)
-    evaluation.write_report(report, out_dir / "report", images=x, title=model.name)
-    print(
-        f"keras: accuracy={report.accuracy:.4f} macro_f1={report.macro_f1:.4f} on {len(y)} images ({split})"
-    )
-    flipped = evaluation.evaluate(model, x, y, class_names, flip=True)
-    print(f"keras, flip TTA: accuracy={flipped.accuracy:.4f}")
-    flip_shifted = evaluation.evaluate(model, x, y, class_names, flip=True, shift=True)
-    print(f"keras, flip and shift TTA: accuracy={flip_shifted.accuracy:.4f}")
-
-    # Calibrate int8 on training images only: the evaluation images stay unseen.
-    calibration = None
-    if "int8" in precisions:
-        calibration = export.calibration_sample(
-            evaluation.training_dataset(metadata, data_dir).x_train
-        )
     tflite_dir = environment.artifacts_dir("tflite", out_dir.name)
-    paths = export.export(model, tflite_dir, precisions, class_names, calibration)
-    tflite = {}
-    for precision, path in paths.items():
-        tflite_report = evaluation.evaluate(export.TFLiteModel(path), x, y, class_names)
-        tflite[precision] = {
-            "size_kb": round(path.stat().st_size / 1024),
-            "accuracy": tflite_report.accuracy,
-            "macro_f1": tflite_report.macro_f1,
-        }
-        print(
-            f"tflite {precision}: {tflite[precision]['size_kb']} KB, accuracy={tflite_report.accuracy:.4f}"
+    if twin is None:
+        scores = measure(
+            model, metadata, data_dir, precisions, tflite_dir, out_dir / "report", model.name
         )
+    else:
+        # Every figure is the twin's, on images the released weights have seen but the twin's
+        # have not; the released model's TFLite files are exported for shipping all the same.
+        print(f"final fit: scores are those of its twin {twin}")
+        twin_model, twin_metadata = training.load_run(twin, compile=False)
+        scores = measure(
+            twin_model,
+            twin_metadata,
+            data_dir,
+            precisions,
+            environment.artifacts_dir("tflite", f"{out_dir.name}-twin"),
+            out_dir / "report",
+            f"{model.name} (twin run with a validation split)",
+        )
+        export_tflite(model, metadata, data_dir, precisions, tflite_dir)
 
     run_env = metadata.get("environment", {})
     results = {
@@ -105,12 +170,8 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
         "trainable_parameters": models.trainable_params(model),
         "macs_per_image": models.count_macs(model),
         "input_shape": metadata.get("input_shape"),
-        "evaluation": {"split": split, "source": str(source), **report.metrics()},
-        "evaluation_flip_tta": {"accuracy": flipped.accuracy, "macro_f1": flipped.macro_f1},
-        "evaluation_flip_shift_tta": {
-            "accuracy": flip_shifted.accuracy,
-            "macro_f1": flip_shifted.macro_f1,
-        },
+        **scores,
+        "scored_by_twin": None if twin is None else twin.as_posix(),
         "training": {
             "epochs": metadata.get("epochs_completed"),
             "best_epoch": metadata.get("best_epoch"),
@@ -122,7 +183,6 @@ def release(run_dir, out_dir, data_dir=None, precisions=export.PRECISIONS, readm
             "versions": run_env.get("versions"),
             "hardware": _hardware(run_env),
         },
-        "tflite": tflite,
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = results_markdown(results, run_dir, out_dir, data_dir)
@@ -140,6 +200,13 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         if ev["split"] == "test"
         else "validation split held out from the training images (never trained on)"
     )
+    if results.get("scored_by_twin"):
+        # A final fit has no held-out images of its own: the score is its twin's.
+        split = (
+            f"validation split held out by the twin run `{results['scored_by_twin']}` (the "
+            f"same recipe with a validation split); the released weights are a final fit on "
+            f"all {tr['train_images']:,} training images, these included"
+        )
     minutes = tr["wall_time_s"] / 60 if tr["wall_time_s"] else float("nan")
     sizes = ", ".join(f"{p} {v['size_kb']:,} KB" for p, v in results["tflite"].items())
     accuracies = ", ".join(f"{p} {v['accuracy']:.2%}" for p, v in results["tflite"].items())
@@ -190,7 +257,8 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         "",
         "```bash",
         command,
-        f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}",
+        f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}"
+        + (f" --twin {results['scored_by_twin']}" if results.get("scored_by_twin") else ""),
         "```",
         "",
     ]
@@ -212,7 +280,7 @@ def update_readme(path, table):
     path.write_text(pattern.sub(lambda _: f"{start}\n{table}{end}", text))
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "run_dir", help="a finished training run (model.keras, metadata.json, history.csv)"
@@ -230,11 +298,20 @@ def main(argv=None):
         "--log", help="the training command's console log, kept as training_log.txt"
     )
     parser.add_argument(
+        "--twin",
+        help="for a final fit (validation_split=0) without a test split: the same recipe's run "
+        "with a validation split, whose held-out score the release reports",
+    )
+    parser.add_argument(
         "--readme",
         default="README.md",
         help="README whose reference-results section to rewrite ('' to skip)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         release(
             args.run_dir,
@@ -243,6 +320,7 @@ def main(argv=None):
             tuple(args.precisions),
             args.readme or None,
             args.log,
+            args.twin,
         )
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")

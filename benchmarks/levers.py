@@ -89,6 +89,11 @@ def table(rows, release=RELEASE):
             f"Noise: the baseline's seeds span {100 * spread:.2f} points; a gain within that "
             "span is not evidence."
         )
+    notes.append(
+        "Speed of each layout (images/s in training, TFLite latency): "
+        "[variants_train_throughput.txt](benchmarks/results/variants_train_throughput.txt), "
+        "[variants.md](benchmarks/results/variants.md)."
+    )
     if (release / "results.json").exists():
         results = json.loads((release / "results.json").read_text())
         ev, training = results["evaluation"], results["training"]

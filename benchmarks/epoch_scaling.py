@@ -9,8 +9,13 @@ shrink at the rate they did, the recipe levels off at a ceiling, which is printe
     python -m mobilevit_utils train --preset cpu --epochs 12 --data-dir ../shared/data --out artifacts/runs/reference-cpu-12ep
     python benchmarks/epoch_scaling.py artifacts/runs/reference-cpu-12ep artifacts/runs/reference-cpu-24ep \
         --keep benchmarks/results/epoch_scaling
-    # from the kept files and the released 48-epoch run (its folder holds the same three files):
-    python benchmarks/epoch_scaling.py benchmarks/results/epoch_scaling/* checkpoints/mobilevit_xxs_cifar10
+
+The committed series (outputs in benchmarks/results/):
+
+    # whole-pixel shifts: the 12-epoch ablation baseline and the released 48-epoch run
+    python benchmarks/epoch_scaling.py benchmarks/results/ablations/baseline checkpoints/mobilevit_xxs_cifar10
+    # bilinear shifts (the earlier recipe): 12, 24 and 48 epochs, kept files
+    python benchmarks/epoch_scaling.py benchmarks/results/epoch_scaling/*
 """
 
 import argparse
@@ -28,7 +33,10 @@ def read_run(run_dir):
     missing = [name for name in RUN_FILES if not (run_dir / name).exists()]
     if missing:
         raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}: pass finished run folders.")
-    config = json.loads((run_dir / "config.json").read_text())
+    from mobilevit_utils.training import TrainConfig
+
+    # Runs recorded before a recipe field existed ran with its default.
+    config = {**TrainConfig().to_dict(), **json.loads((run_dir / "config.json").read_text())}
     metadata = json.loads((run_dir / "metadata.json").read_text())
     return {
         "run": run_dir.name,

@@ -11,7 +11,7 @@ from helpers import learnable_images, write_image_tree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import ablations, levers  # noqa: E402
+from benchmarks import ablations, epoch_scaling, levers  # noqa: E402
 from benchmarks.readme_tables import replace_block  # noqa: E402
 
 
@@ -68,3 +68,13 @@ def test_readme_tables_match_the_committed_results(tmp_path):
     copy.write_text(readme)
     replace_block(copy, "levers", levers.table(rows))
     assert copy.read_text() == readme
+
+
+def test_epoch_scaling_reproduces_the_committed_bilinear_series(capsys):
+    """The kept files of the bilinear-shift runs (12, 24, 48 epochs) give the committed output."""
+    runs = sorted(str(p) for p in (ablations.RESULTS / "epoch_scaling").iterdir())
+    epoch_scaling.main(runs)
+    printed = capsys.readouterr().out
+    committed = (ablations.RESULTS / "epoch_scaling_bilinear.txt").read_text()
+    assert printed.strip() == committed.split("\n", 1)[1].strip()  # after the command line
+    assert "12 -> 24 epochs: +3.82 points per doubling" in printed

@@ -82,11 +82,11 @@ RECIPES = {
         learning_rate=1e-3,
         augmentation="light",
     ),
-    # Sized to 2 hours on 2 CPU cores from measured speed: the reference run took 102 minutes
-    # and reached 85.6 % (README, "Results"), with the bilinear shifts now named
-    # "light_bilinear"; at 12 epochs, whole-pixel shifts ("light") gained 1.4 points
-    # (benchmarks/results/ablations.csv). A run with peak learning rate 2e-3 and no gradient
-    # clipping diverged halfway (epoch 15).
+    # Sized to 2 hours on 2 CPU cores from measured speed: the reference run took 114 minutes
+    # and reached 86.4 % (README, "Results"); whole-pixel shifts ("light") gained 1.4 points
+    # at 12 epochs and 0.8 at 48 over the bilinear ones, now "light_bilinear"
+    # (benchmarks/results/). A run with peak learning rate 2e-3 and no gradient clipping
+    # diverged halfway (epoch 15).
     "cpu": TrainConfig(
         name="cpu",
         epochs=48,

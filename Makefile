@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 # of the suite waits on single-threaded work (graph tracing, XLA compiles, process start-up).
 # The notebooks come first on the command line, so their long series starts first.
 test: install lint
-	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) tests -n 2 --dist loadgroup \
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) tests -n 2 \
 		--nbval-lax --nbval-current-env --durations=20
 
 unit-test: install

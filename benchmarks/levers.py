@@ -104,7 +104,7 @@ def table(rows, release=RELEASE):
             f"split, {100 * results['evaluation_flip_tta']['accuracy']:.2f} % with flip TTA"
             + (f", {100 * shifted:.2f} % with flip and shift TTA." if shifted else ".")
         )
-    return "\n".join(lines) + ("\n\n" + " ".join(notes) if notes else "") + "\n"
+    return "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
 .PHONY: install test lint format unit-test notebook-test tutorial docs format-notebooks benchmarks reference reference-final clean
-LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks
+LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks conftest.py
 
 install: $(VENV)/.installed
 

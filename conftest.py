@@ -8,6 +8,21 @@ rewriting `item._nodeid`, which pytest 9.2 no longer reads."""
 
 import pytest
 
+# Rough seconds per file on 2 cores (a CI run's durations), used only to start the longest
+# files first: xdist's own order (most tests first) left the few-but-slow subprocess tests
+# (every recipe and backend) to run alone at the end. Unlisted files count 3 s per test.
+SECONDS = {
+    "notebooks": 550,
+    "tests/test_training.py": 350,
+    "tests/test_recipes.py": 320,
+    "tests/test_backends.py": 290,
+    "tests/test_release.py": 150,
+    "tests/test_distribution.py": 150,
+    "tests/test_export.py": 100,
+    "tests/test_tuning.py": 70,
+    "tests/test_benchmarks.py": 60,
+}
+
 
 @pytest.hookimpl(optionalhook=True)  # only called when pytest-xdist runs the suite
 def pytest_xdist_make_scheduler(config, log):
@@ -17,5 +32,13 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid):
             path = nodeid.split("::", 1)[0]
             return "notebooks" if path.startswith("notebooks/") else path
+
+        def _assign_work_unit(self, node):
+            # Longest remaining file next (longest-processing-time-first).
+            def cost(scope):
+                return SECONDS.get(scope, 3 * len(self.workqueue[scope]))
+
+            self.workqueue.move_to_end(max(self.workqueue, key=cost), last=False)
+            super()._assign_work_unit(node)
 
     return FileScheduling(config, log)

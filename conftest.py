@@ -9,8 +9,9 @@ rewriting `item._nodeid`, which pytest 9.2 no longer reads."""
 import pytest
 
 # Rough seconds per file on 2 cores (a CI run's durations), used only to start the longest
-# files first: xdist's own order (most tests first) left the few-but-slow subprocess tests
-# (every recipe and backend) to run alone at the end. Unlisted files count 3 s per test.
+# files first, so that a run cannot end on one worker alone with a slow file; xdist's own order
+# (most tests first) put the few-but-slow subprocess files (every recipe, every backend) last.
+# Unlisted files count 3 s per test.
 SECONDS = {
     "notebooks": 550,
     "tests/test_training.py": 350,

@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 # prints the slowest items.
 # Two workers (conftest.py keeps each test file, and the notebooks in order, on one worker): much
 # of the suite waits on single-threaded work (graph tracing, XLA compiles, process start-up).
-# The notebooks come first on the command line, so their long series starts first.
+# conftest.py hands the longest files out first (the notebooks, in order, are the longest).
 test: install lint
 	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) tests -n 2 \
 		--nbval-lax --nbval-current-env --durations=20

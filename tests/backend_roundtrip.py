@@ -32,6 +32,7 @@ def roundtrip(variant):
         optimizer=keras.optimizers.AdamW(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
+    model.optimizer.build(model.trainable_variables)  # TensorFlow then traces the step once
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     loss = history.history["loss"][-1]

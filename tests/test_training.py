@@ -64,6 +64,23 @@ def test_optimizer_skips_weight_decay_on_norms_and_biases():
         )
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tracing")
+def test_tensorflow_traces_the_train_step_once():
+    """compile_model creates the optimizer's variables; left to the first traced step, their
+    creation makes tf.function trace the whole step twice (half of a short run's time)."""
+    config = training.TrainConfig(epochs=2, batch_size=4)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    training.compile_model(model, config, steps_per_epoch=2, num_classes=10)
+    assert model.optimizer.built
+    traces = []
+    train_step = model.train_step
+    model.train_step = lambda data: traces.append(1) or train_step(data)  # runs when traced
+    y = keras.utils.to_categorical(np.arange(8) % 10, 10)
+    model.fit(np.ones((8, 6), "float32"), y, batch_size=4, epochs=2, verbose=0)
+    assert len(traces) == 1
+
+
 def test_loss_follows_label_type():
     assert training.uses_soft_labels(training.TrainConfig(label_smoothing=0.1))
     assert training.uses_soft_labels(training.TrainConfig(label_smoothing=0, augmentation="strong"))

@@ -41,6 +41,8 @@ LEVERS = (
     Lever("1x1 patches at 4x4 (16 tokens instead of 4)", "patch1"),
     Lever("MobileViTv3-style blocks (cheaper fusion)", "v3-block"),
     Lever("fewer transformer layers at 4x4, more channels at 16x16", "rebalanced"),
+    Lever("MobileViTv2 width 0.5 (separable attention; 1.34x the MACs)", "v2-separable-attention"),
+    Lever("dynamic depthwise convolution (4 kernels)", "dynamic-conv"),
     Lever("label smoothing 0.2 instead of 0.1", "label-smoothing-0.2"),
     Lever("peak learning rate 2e-3 with EMA", "ema-lr2e-3"),
     Lever("batch 256, peak learning rate 3e-3, with EMA", "ema-batch256"),

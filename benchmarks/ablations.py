@@ -79,6 +79,11 @@ RUNS = {
         {"model": "v2_050_cifar"},
         None,
     ),
+    "v2-separable-attention-seed43": (
+        "MobileViTv2 width 0.5, seed 43 (its own noise)",
+        {"model": "v2_050_cifar", "seed": 43},
+        None,
+    ),
     "rebalanced": (
         "32 instead of 24 channels at 16x16, 2 instead of 4 and 3 transformer layers at 4x4",
         {"model": "xxs_cifar_rebalanced"},

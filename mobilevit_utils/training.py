@@ -218,7 +218,7 @@ def compile_model(model, config, steps_per_epoch, num_classes):
     # Without a distribution strategy TensorFlow's trainer creates the optimizer's variables
     # inside the first traced step, and tf.function then traces that step a second time.
     # Creating them here saves that second trace (tens of seconds on a CPU). Unbuilt
-    # (subclassed) models have no variables yet; fit builds them and the optimizer together.
+    # (subclassed) models have no variables yet to build it for; they still trace twice.
     if model.built:
         model.optimizer.build(model.trainable_variables)
     return model

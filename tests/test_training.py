@@ -67,7 +67,7 @@ def test_optimizer_skips_weight_decay_on_norms_and_biases():
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tracing")
 def test_tensorflow_traces_the_train_step_once():
     """compile_model creates the optimizer's variables; left to the first traced step, their
-    creation makes tf.function trace the whole step twice (half of a short run's time)."""
+    creation makes tf.function trace the whole step a second time (tens of seconds a run)."""
     config = training.TrainConfig(epochs=2, batch_size=4)
     inputs = keras.Input((6,))
     model = keras.Model(inputs, keras.layers.Dense(10)(inputs))

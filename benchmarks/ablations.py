@@ -101,6 +101,23 @@ RUNS = {
         {"ema": True, "batch_size": 256, "learning_rate": 3e-3},
         None,
     ),
+    # Layouts at equal training time: each trains for as many epochs as the baseline's 12 take
+    # at its measured speed (`equal_time_epochs`), so a slower layout gets fewer epochs.
+    "v2-050-equal-time": (
+        "MobileViTv2 width 0.5 at the baseline's training time",
+        {"model": "v2_050_cifar", "epochs": "equal-time"},
+        None,
+    ),
+    "v2-075-equal-time": (
+        "MobileViTv2 width 0.75 at the baseline's training time",
+        {"model": "v2_075_cifar", "epochs": "equal-time"},
+        None,
+    ),
+    "rebalanced-equal-time": (
+        "the rebalanced v1 layout at the baseline's training time",
+        {"model": "xxs_cifar_rebalanced", "epochs": "equal-time"},
+        None,
+    ),
     "mixup": ("MixUp (alpha 0.2) after flips and shifts", {"augmentation": "mixup"}, None),
     "cutmix": ("CutMix (alpha 1.0) after flips and shifts", {"augmentation": "cutmix"}, None),
     "no-label-smoothing": ("no label smoothing", {"label_smoothing": 0.0}, None),
@@ -113,6 +130,37 @@ RUNS = {
     "bilinear-shifts": ("sub-pixel (bilinear) shifts", {"augmentation": "light_bilinear"}, None),
     "baseline-seed44": ("the baseline, seed 44", {"seed": 44}, None),
 }
+
+
+LAYOUT_SPEEDS = RESULTS / "layouts_train_throughput.txt"
+
+
+def measured_speeds(path=LAYOUT_SPEEDS):
+    """{variant: training images/s} from `benchmarks/train_throughput.py` outputs, measured in
+    one sitting so that their ratios hold whatever the machine."""
+    speeds, variant = {}, None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("$ ") and "--variant" in line:
+            variant = line.split("--variant")[1].split()[0]
+        elif line.startswith("training ") and line.endswith("images/s") and variant:
+            speeds[variant] = float(line.split()[1])
+    return speeds
+
+
+def equal_time_epochs(variant, epochs, path=LAYOUT_SPEEDS):
+    """Epochs of `variant` that take as long as `epochs` of the baseline's layout."""
+    speeds = measured_speeds(path)
+    if variant not in speeds:
+        raise SystemExit(f"{variant} has no speed in {path}; measure it with train_throughput.py.")
+    return max(1, round(epochs * speeds[variant] / speeds[BASELINE["model"]]))
+
+
+def resolved_overrides(overrides, epochs):
+    """A run's recipe overrides with its epochs spelled out."""
+    overrides = {"epochs": epochs, **overrides}
+    if overrides["epochs"] == "equal-time":
+        overrides["epochs"] = equal_time_epochs(overrides["model"], epochs)
+    return overrides
 
 
 def read_rows(csv_path):
@@ -159,8 +207,7 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
             dataset=dataset,
             resume=True,
             print_fn=print_fn,
-            epochs=epochs,
-            **{**BASELINE, **overrides},
+            **{**BASELINE, **resolved_overrides(overrides, epochs)},
         )
     if overrides is not None:  # also when a finished run's row was not written before a crash
         keep_run_files(run_dir, results_dir, name)

@@ -17,7 +17,7 @@ run() {  # run <results name> <script> [arguments...]
     "$PY" "benchmarks/$@"; echo; } >>"$out"
 }
 
-rm -f "$RESULTS"/{train_throughput,input_pipeline,tflite_latency,backend_ops,variants_train_throughput}.txt
+rm -f "$RESULTS"/{train_throughput,fit_throughput,input_pipeline,tflite_latency,backend_ops,variants_train_throughput,layouts_train_throughput}.txt
 run train_throughput train_throughput.py --profile
 run train_throughput train_throughput.py --stock-batchnorm --profile
 run train_throughput train_throughput.py --batch-size 256
@@ -27,11 +27,16 @@ run train_throughput train_throughput.py --jit-compile
 KERAS_BACKEND=torch run train_throughput train_throughput.py
 KERAS_BACKEND=jax run train_throughput train_throughput.py
 for backend in tensorflow jax torch; do KERAS_BACKEND=$backend run backend_ops backend_ops.py; done
+run fit_throughput fit_throughput.py ${MOBILEVIT_DATA_DIR:+--data-dir "$MOBILEVIT_DATA_DIR"}
 run input_pipeline input_pipeline.py --augmentation light
 run input_pipeline input_pipeline.py --augmentation strong
 run tflite_latency tflite_latency.py --run-dir checkpoints/mobilevit_xxs_cifar10
 "$PY" benchmarks/variants.py   # writes variants.csv and variants.md itself
 for variant in xxs_cifar xxs_cifar_p1 xxs_cifar_v3 xxs_cifar_dynconv xxs_cifar_rebalanced v2_050_cifar; do
   run variants_train_throughput train_throughput.py --variant "$variant"
+done
+# The speeds that set the equal-time ablations' epochs (benchmarks/ablations.py), in one sitting.
+for variant in xxs_cifar v2_050_cifar v2_075_cifar xxs_cifar_rebalanced; do
+  run layouts_train_throughput train_throughput.py --variant "$variant"
 done
 echo "Results written to $RESULTS/"

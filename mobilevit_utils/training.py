@@ -204,7 +204,7 @@ def make_metrics(soft_labels, num_classes):
     ]
 
 
-def compile_model(model, config, steps_per_epoch, num_classes):
+def compile_model(model, config, steps_per_epoch, num_classes, steps_per_execution=1):
     """`model.compile` with the recipe's optimizer, loss and metrics. A model built under the
     mixed_float16 policy gets Keras' dynamic loss scaling (`auto_scale_loss`), which keeps small
     float16 gradients from flushing to zero."""
@@ -214,6 +214,7 @@ def compile_model(model, config, steps_per_epoch, num_classes):
         loss=make_loss(soft, config.label_smoothing),
         metrics=make_metrics(soft, num_classes),
         jit_compile=config.jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     # Without a distribution strategy TensorFlow's trainer creates the optimizer's variables
     # inside the first traced step, and tf.function then traces that step a second time.

@@ -3,6 +3,7 @@ helps" and levers tables, run on a tiny image folder, and the README's tables ch
 the committed results."""
 
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from helpers import learnable_images, write_image_tree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import ablations, epoch_scaling, levers  # noqa: E402
+from benchmarks import ablations, epoch_scaling, fit_throughput, levers  # noqa: E402
 from benchmarks.readme_tables import replace_block  # noqa: E402
 
 
@@ -55,6 +56,42 @@ def test_ablation_runner_trains_reuses_checkpoints_and_skips_finished_rows(tmp_p
     assert "| flip-tta vs baseline |" in text
     assert "| ema | - | - | - | not measured yet |" in text
     assert "The release" not in text  # no results.json in tmp_path
+
+
+def test_fit_throughput_measures_every_row_against_the_step(tmp_path, capsys):
+    write_image_tree(tmp_path / "data" / "train", *learnable_images(40), ["a", "b", "c"])
+    fit_throughput.main(
+        [
+            *("--preset", "quick", "--data-dir", str(tmp_path / "data")),
+            *("--images-per-class", "40", "--rounds", "1", "--step-repeats", "1"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert re.search(r"data +\d+ training and \d+ validation images", out)
+    rows = {
+        line[:38].strip(): line[38:].split()
+        for line in out.splitlines()
+        if line[:38].strip().startswith(("train_on_batch", "fit", "with"))
+    }
+    assert rows["train_on_batch step"][1] == "1.00"
+    for label in (
+        "fit as training.train runs it",
+        "without the recipe's callbacks",
+        "without validation",
+        "without augmentation",
+        "with steps_per_execution=8",
+    ):
+        assert float(rows[label][0]) > 0 and float(rows[label][1]) > 0, label
+
+
+def test_equal_time_epochs_follow_the_committed_speeds():
+    speeds = ablations.measured_speeds()
+    assert set(speeds) >= {"xxs_cifar", "v2_050_cifar", "v2_075_cifar", "xxs_cifar_rebalanced"}
+    for name in ("v2-050-equal-time", "v2-075-equal-time", "rebalanced-equal-time"):
+        overrides = ablations.resolved_overrides(ablations.RUNS[name][1], 12)
+        ratio = speeds[overrides["model"]] / speeds["xxs_cifar"]
+        assert overrides["epochs"] == round(12 * ratio), name
+    assert ablations.resolved_overrides({}, 12) == {"epochs": 12}
 
 
 def test_readme_tables_match_the_committed_results(tmp_path):

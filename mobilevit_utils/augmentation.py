@@ -26,6 +26,10 @@ DTYPE = "float32"
 class AugmentationConfig:
     """Magnitudes of each transform (0 disables it). Copy and edit with `dataclasses.replace`.
 
+    `flip`: True mirrors a random half of each batch; "alternating" mirrors a random half in
+    the first epoch and then mirrors every image on alternate epochs (airbench), so that each
+    image is seen both ways in any two consecutive epochs (`data.make_pipeline` applies it,
+    as it needs the epoch).
     translate/zoom are fractions of the image side, rotation a fraction of a full turn;
     `translate_interpolation` "nearest" shifts by whole pixels (the classic pad-and-crop), while
     "bilinear" blurs nearly every training image by a sub-pixel shift that test images never see;
@@ -33,7 +37,7 @@ class AugmentationConfig:
     "mixup" or "cutmix", with `mix_alpha` the Beta-distribution parameter.
     """
 
-    flip: bool = True
+    flip: bool | str = True
     translate: float = 0.125
     translate_interpolation: str = "nearest"
     rotation: float = 0.0
@@ -57,6 +61,7 @@ POLICIES = {
     # The same with bilinear (sub-pixel) shifts: the released 48-epoch model's policy, kept for
     # the ablation that measures the difference.
     "light_bilinear": AugmentationConfig(translate_interpolation="bilinear"),
+    "light_alternating": AugmentationConfig(flip="alternating"),
     "mixup": AugmentationConfig(mix="mixup", mix_alpha=0.2),
     "cutmix": AugmentationConfig(mix="cutmix", mix_alpha=1.0),
     "medium": AugmentationConfig(
@@ -92,8 +97,10 @@ def get_augmentation(policy):
 def transform_layers(config, seed=None):
     """The per-image transforms of `config`, in application order, as (name, layer) pairs."""
     config = get_augmentation(config)
+    if config.flip not in (True, False, "alternating"):
+        raise ValueError(f"flip must be True, False or 'alternating', got {config.flip!r}.")
     out = []
-    if config.flip:
+    if config.flip is True:
         out.append(("flip", layers.RandomFlip("horizontal", seed=seed, dtype=DTYPE, name="flip")))
     if config.translate:
         out.append(

@@ -28,6 +28,7 @@ TRAIN_OVERRIDES = {
     "label_smoothing": "--label-smoothing",
     "class_weight": "--class-weight",
     "ema": "--ema",
+    "weight_averaging": "--weight-averaging",
     "mixed_precision": "--mixed-precision",
     "jit_compile": "--jit-compile",
     "max_per_class": "--max-per-class",
@@ -115,6 +116,13 @@ def _add_train(sub):
         action=argparse.BooleanOptionalAction,
         default=None,
         help="validate and keep an exponential moving average of the weights",
+    )
+    p.add_argument(
+        "--weight-averaging",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="validate and keep an average of the weights whose decay warms up (no lag in "
+        "short runs; BatchNorm statistics averaged too)",
     )
     p.add_argument(
         "--mixed-precision",

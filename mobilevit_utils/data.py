@@ -438,6 +438,40 @@ def imbalanced_subset(x, y, keep_fractions, seed=0):
 # Input pipelines
 
 
+class FlipSchedule:
+    """Alternating flip (airbench): image i is mirrored in epoch e when `bits[i] + e` is odd,
+    with `bits` drawn once from `seed`. The first epoch mirrors a random half; every later
+    epoch mirrors exactly the images the previous one did not, so any two consecutive epochs
+    show each image both ways, where independent random flips repeat a view half the time.
+
+    The training pipeline reads `epoch`; `training.FlipEpoch` sets it as each epoch begins.
+    """
+
+    def __init__(self, num_images, seed=42):
+        self.bits = np.random.default_rng(seed).integers(0, 2, num_images).astype("int32")
+        self.epoch = 0
+        self._variable = None  # the tf.data pipeline's copy of `epoch`
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+        if self._variable is not None:
+            self._variable.assign(self.epoch)
+
+    def mirrored(self, indices):
+        """Which of the images at `indices` this epoch mirrors (NumPy)."""
+        return (self.bits[indices] + self.epoch) % 2 == 1
+
+    def tf_mirrored(self):
+        """A TensorFlow function of image indices for tf.data: made eagerly, because tf.data
+        traces its map functions, where no variable may be created."""
+        import tensorflow as tf
+
+        if self._variable is None:
+            self._variable = tf.Variable(self.epoch, dtype="int32", trainable=False)
+        bits, epoch = tf.constant(self.bits), self._variable
+        return lambda indices: tf.equal((tf.gather(bits, indices) + epoch) % 2, 1)
+
+
 def make_pipeline(
     x,
     y,
@@ -449,6 +483,7 @@ def make_pipeline(
     soft_labels=None,
     seed=42,
     parallel=False,
+    flip_schedule=None,
 ):
     """A `tf.data.Dataset` of (float32 images in 0-255, labels) batches.
 
@@ -459,20 +494,27 @@ def make_pipeline(
 
     `parallel=True` augments several batches at once (for GPUs, which a sequential map starves);
     the random draws then depend on thread timing, so seeded runs are no longer identical.
+    `flip_schedule`: a `FlipSchedule` that mirrors training images before `augmenter` runs.
     """
     import tensorflow as tf
 
     soft_labels = mixer is not None if soft_labels is None else soft_labels
     if soft_labels and not num_classes:
         raise DataError("num_classes is needed for one-hot (soft) labels.")
-    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, dtype="int32")))
+    mirrored = flip_schedule.tf_mirrored() if training and flip_schedule else None
+    ds = tf.data.Dataset.from_tensor_slices(
+        (x, np.asarray(y, dtype="int32"), np.arange(len(x), dtype="int32"))
+    )
     if training:
         ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=training and len(x) >= batch_size)
     autotune = tf.data.AUTOTUNE
 
-    def to_float(images, labels):
+    def to_float(images, labels, indices):
         images = tf.cast(images, "float32")
+        if mirrored is not None:
+            flip = mirrored(indices)[:, None, None, None]
+            images = tf.where(flip, tf.reverse(images, axis=[2]), images)
         if training and augmenter is not None:
             images = augmenter(images, training=True)
         if soft_labels:
@@ -514,6 +556,7 @@ def _array_batches_class():
             soft_labels=None,
             seed=42,
             parallel=False,
+            flip_schedule=None,
             **kwargs,
         ):
             # PyDataset's workers prepare batches in parallel threads (its own prefetching).
@@ -523,6 +566,7 @@ def _array_batches_class():
             self.x, self.y = x, np.asarray(y, dtype="int32")
             self.batch_size, self.num_classes, self.training = batch_size, num_classes, training
             self.augmenter, self.mixer = augmenter, mixer
+            self.flip_schedule = flip_schedule if training else None
             self.soft_labels = mixer is not None if soft_labels is None else soft_labels
             self.rng = np.random.default_rng(seed)
             self.order = np.arange(len(x))
@@ -540,6 +584,9 @@ def _array_batches_class():
             idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
             images = self.x[idx].astype("float32")
             labels = self.y[idx]
+            if self.flip_schedule is not None:
+                mirrored = self.flip_schedule.mirrored(idx)
+                images[mirrored] = images[mirrored, :, ::-1]
             if self.training and self.augmenter is not None:
                 images = keras.ops.convert_to_numpy(self.augmenter(images, training=True))
             if self.soft_labels:

@@ -47,6 +47,11 @@ class TrainConfig:
     gradient_clip_norm: float | None = 1.0  # clip the global gradient norm: rare spikes derail runs
     ema: bool = False  # validate and checkpoint an exponential moving average of the weights
     ema_momentum: float = 0.999  # the average's memory: about 1 / (1 - momentum) steps
+    # Validate and checkpoint an average of the weights and BatchNorm statistics whose decay
+    # warms up, min(ema_momentum, (1 + t) / (10 + t)) at its t-th update, one update every
+    # `averaging_interval` steps (`WeightAverage`); unlike `ema`, it does not lag a short run.
+    weight_averaging: bool = False
+    averaging_interval: int = 5
     label_smoothing: float = 0.1
     # "balanced": weigh each class's loss by n / (classes * its count), so that an imbalanced
     # dataset's rare classes count as much as the common ones (sklearn's rule); None: equal.
@@ -302,6 +307,98 @@ class DynamicConvTemperature(keras.callbacks.Callback):
             self._assign()
 
 
+class WeightAverage(keras.callbacks.Callback):
+    """An exponential moving average of every float weight, BatchNorm statistics included, so
+    that the averaged network's statistics are averaged with its weights (timm's ModelEmaV2).
+
+    The decay warms up, min(`max_decay`, (1 + t) / (10 + t)) at the t-th update: early
+    averages forget the random initialisation within a few updates, where a fixed 0.999 keeps
+    it for thousands of steps and lags a short run. Validation, the checkpoint and the
+    callbacks after this one see the averaged weights; training continues from the raw ones.
+    The average is saved beside `BackupAndRestore`'s state after every epoch, so an
+    interrupted run resumes with it.
+    """
+
+    def __init__(self, state_path, max_decay=0.999, interval=5):
+        super().__init__()
+        self.state_path = Path(state_path)
+        self.max_decay, self.interval = max_decay, interval
+
+    def on_train_begin(self, logs=None):
+        self.variables = [v for v in self.model.weights if "float" in str(v.dtype)]
+        resumed = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) > 0
+        if resumed and self.state_path.exists():
+            import numpy as np
+
+            with np.load(self.state_path) as state:
+                self.updates = int(state["updates"])
+                self.average = [state[f"w{i}"] for i in range(len(self.variables))]
+        else:
+            self.updates = 0
+            self.average = self._values()
+        self.raw = None  # the training weights while the average is swapped in
+        self.steps = 0
+
+    def _values(self):
+        return [keras.ops.convert_to_numpy(v).copy() for v in self.variables]
+
+    def decay(self, update):
+        return min(self.max_decay, (1 + update) / (10 + update))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps % self.interval:
+            return
+        d = self.decay(self.updates)
+        for average, value in zip(self.average, self._values()):
+            average *= d
+            average += (1 - d) * value
+        self.updates += 1
+
+    def _swap_in(self):
+        if self.raw is None:
+            self.raw = self._values()
+            for variable, average in zip(self.variables, self.average):
+                variable.assign(average)
+
+    def _swap_out(self):
+        if self.raw is not None:
+            for variable, raw in zip(self.variables, self.raw):
+                variable.assign(raw)
+            self.raw = None
+
+    def on_test_begin(self, logs=None):
+        self._swap_in()
+
+    def on_test_end(self, logs=None):
+        self._swap_out()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import numpy as np
+
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp.npz")
+        arrays = {f"w{i}": a for i, a in enumerate(self.average)}
+        np.savez(tmp, updates=self.updates, **arrays)
+        tmp.replace(self.state_path)  # never a half-written state
+        self._swap_in()  # for the checkpoint; undone when the next epoch begins
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._swap_out()
+
+
+class FlipEpoch(keras.callbacks.Callback):
+    """Tells a `data.FlipSchedule` which epoch begins (fit's index: a resumed run continues
+    the alternation where it stopped)."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.schedule.set_epoch(epoch)
+
+
 class EpochLogger(keras.callbacks.Callback):
     """One line per epoch — readable in a notebook, unlike hundreds of progress bars.
 
@@ -354,6 +451,14 @@ def make_callbacks(run_dir, config, print_fn=print, validating=True):
         # After the backup (which keeps the raw weights, so a resumed run continues training
         # them) and before the checkpoint: validation and model.keras see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if config.weight_averaging:
+        callbacks.append(
+            WeightAverage(
+                run_dir / "backup" / "weight_average.npz",
+                config.ema_momentum,
+                config.averaging_interval,
+            )
+        )
     callbacks += [
         # The best epoch on validation; without a validation split (a final fit on every
         # image), the last epoch.
@@ -520,6 +625,8 @@ def train(
             back up first), e.g. an Optuna pruning callback reading `val_accuracy`.
     """
     config = dataclasses.replace(get_recipe(config), **overrides)
+    if config.ema and config.weight_averaging:
+        raise ValueError("ema and weight_averaging both average the weights; choose one.")
     run_dir = prepare_run_dir(
         run_dir or environment.artifacts_dir("runs", config.name, create=False), resume, overwrite
     )
@@ -539,6 +646,11 @@ def train(
     num_classes = dataset.num_classes
     soft = uses_soft_labels(config)
     policy = aug.get_augmentation(config.augmentation)
+    flips = (
+        data_lib.FlipSchedule(len(dataset.y_train), config.seed)
+        if policy.flip == "alternating"
+        else None
+    )
     train_batches = data_lib.make_batches(
         dataset.x_train,
         dataset.y_train,
@@ -550,6 +662,7 @@ def train(
         soft_labels=soft,
         seed=config.seed,
         parallel=config.parallel_augmentation,
+        flip_schedule=flips,
     )
     validating = len(dataset.y_val) > 0
     if not validating and (config.early_stopping_patience or config.schedule == "plateau"):
@@ -593,7 +706,11 @@ def train(
         verbose=0,
         shuffle=False,  # the pipeline shuffles
         class_weight=class_weight,
-        callbacks=[*make_callbacks(run_dir, config, print_fn, validating), *callbacks],
+        callbacks=[
+            *make_callbacks(run_dir, config, print_fn, validating),
+            *([FlipEpoch(flips)] if flips else []),
+            *callbacks,
+        ],
     )
     wall = time.perf_counter() - start
     checkpoint = run_dir / "model.keras"

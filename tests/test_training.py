@@ -471,3 +471,101 @@ def test_final_fit_trains_on_every_image_and_keeps_the_last_epoch(tmp_path):
         evaluation.held_out_data(metadata, tmp_path / "data")
     with pytest.raises(ValueError, match="needs a fixed number of epochs"):
         training.train("quick", run_dir=tmp_path / "run2", early_stopping_patience=2, **options)
+
+
+def test_weight_average_follows_its_warming_decay_and_training_continues_from_raw(tmp_path):
+    """The checkpointed weights are the warming-up average of every step's weights (BatchNorm
+    statistics included); the next epoch trains on from the raw weights."""
+    average_cb = training.WeightAverage(tmp_path / "state.npz", max_decay=0.9, interval=1)
+    assert [round(average_cb.decay(t), 4) for t in (0, 1, 8, 1000)] == [0.1, 0.1818, 0.5, 0.9]
+
+    class Record(keras.callbacks.Callback):
+        """Before WeightAverage in the list: sees raw weights at batch and epoch ends."""
+
+        def on_train_begin(self, logs=None):
+            self.steps, self.epoch_starts = [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps.append([w.copy() for w in self.model.get_weights()])
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:  # after every callback's on_epoch_begin
+                self.epoch_starts.append([w.copy() for w in self.model.get_weights()])
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.BatchNormalization()(keras.layers.Dense(3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    record = Record()
+    model.fit(x, x[:, :2], batch_size=8, epochs=2, verbose=0, callbacks=[record, average_cb])
+
+    first = record.epoch_starts[0]
+    expected = [w.astype("float64") for w in first]
+    for t, step in enumerate(record.steps):
+        d = average_cb.decay(t)
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, step)]
+    for got, want in zip(model.get_weights(), expected):  # BN moving mean/variance too
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # The second epoch started from the raw weights of the first epoch's last step.
+    for got, want in zip(record.epoch_starts[1], record.steps[3]):
+        np.testing.assert_array_equal(got, want)
+    with np.load(tmp_path / "state.npz") as state:
+        assert int(state["updates"]) == 8
+
+
+def test_weight_averaging_run_resumes_with_its_average(tmp_path):
+    class StopAtEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    settings = dict(
+        dataset=tiny_dataset(),
+        epochs=3,
+        batch_size=8,
+        weight_averaging=True,
+        averaging_interval=1,
+        augmentation="light_alternating",
+        print_fn=lambda *_: None,
+    )
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.train("quick", run_dir=run, callbacks=[StopAtEpoch2()], **settings)
+    with np.load(run / "backup" / "weight_average.npz") as state:
+        assert int(state["updates"]) == 3  # 27 training images, batches of 8
+    result = training.train("quick", run_dir=run, resume=True, **settings)
+    assert len(result["history"]) == 3 and not (run / "backup").exists()
+    with pytest.raises(ValueError, match="choose one"):
+        training.train("quick", run_dir=tmp_path / "both", ema=True, **settings)
+
+
+def test_alternating_flip_mirrors_every_image_on_alternate_epochs():
+    from mobilevit_utils import data
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(20, 8, 8, 3)).astype("uint8")
+    y = np.arange(20)  # the label names the image
+
+    def mirrored_in(batches):
+        flags = {}
+        for images, labels in batches:
+            for image, label in zip(np.asarray(images), np.asarray(labels)):
+                if np.array_equal(image, x[label]):
+                    flags[int(label)] = False
+                else:
+                    np.testing.assert_array_equal(image, x[label][:, ::-1])
+                    flags[int(label)] = True
+        return flags
+
+    for make in (data.make_pipeline, data._array_batches_class()):
+        schedule = data.FlipSchedule(len(x), seed=1)
+        batches = make(x, y, 5, training=True, flip_schedule=schedule)
+        epochs = []
+        for epoch in range(3):
+            schedule.set_epoch(epoch)
+            epochs.append(mirrored_in(batches))
+        assert sorted(epochs[0]) == list(range(20))
+        assert 0 < sum(epochs[0].values()) < 20  # a random half, roughly, in the first epoch
+        assert all(epochs[1][i] != epochs[0][i] for i in range(20))
+        assert epochs[2] == epochs[0]

@@ -7,6 +7,8 @@ with status 2; nothing prints a traceback unless MOBILEVIT_VERBOSE=1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,6 +18,14 @@ EXIT_USAGE = 2
 
 class CLIError(Exception):
     """A problem the user can fix; printed as one line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors in one line, with where to look, instead of the usage block."""
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 # The recipe fields `train` can override, with their flags.
@@ -34,6 +44,8 @@ TRAIN_OVERRIDES = {
     "max_per_class": "--max-per-class",
     "validation_split": "--validation-split",
     "seed": "--seed",
+    "init_from": "--init-from",
+    "head_epochs": "--head-epochs",
 }
 
 
@@ -82,8 +94,8 @@ def _add_train(sub):
         "--recipe",
         default="cpu",
         choices=sorted(training.RECIPES),
-        help="recipe: quick (seconds, CI), cpu (<= 2 h on 2 cores), gpu (full recipe); "
-        "default %(default)s",
+        help="recipe: quick (seconds, CI), cpu (<= 2 h on 2 cores), gpu (full recipe), "
+        "finetune (a trained model on your own images); default %(default)s",
     )
     p.add_argument(
         "--model",
@@ -145,12 +157,53 @@ def _add_train(sub):
     )
     p.add_argument("--seed", type=int, help="random seed (default: the preset's, 42)")
     p.add_argument(
+        "--init-from",
+        metavar="SOURCE",
+        help="fine-tune: start from a preset (mobilevit_xxs_cifar10, apple/mobilevit-xx-small, "
+        "...) or a .keras file, keeping its input size and preprocessing, with a new head for "
+        "the data's classes; 'none' trains from scratch (default: the preset's; finetune "
+        "starts from mobilevit_xxs_cifar10)",
+    )
+    p.add_argument(
+        "--head-epochs",
+        type=int,
+        help="with --init-from: epochs of the new head alone (backbone frozen) before --epochs "
+        "of every layer (finetune: 3)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        help="resize every image to this size (needed when the images differ in size); "
+        "recorded in the metadata, so evaluate, predict and export resize the same way",
+    )
+    _add_skip_flag(p)
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its last finished epoch",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.set_defaults(handler=_train)
+
+
+def _add_skip_flag(p):
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out image files that cannot be read (each named in one line) instead of "
+        "stopping",
+    )
+
+
+def _on_error(args):
+    return "skip" if getattr(args, "skip_bad_images", False) else "raise"
+
+
+def _check_positive(name, value, minimum=1):
+    if value is not None and value < minimum:
+        raise CLIError(f"{name} must be at least {minimum}, got {value}")
 
 
 def _jit_value(text):
@@ -172,24 +225,29 @@ def _train(args):
     from mobilevit_utils import augmentation, training
 
     overrides = train_overrides(args)
+    if str(overrides.get("init_from", "")).lower() == "none":
+        overrides["init_from"] = None
     if "augmentation" in overrides and overrides["augmentation"] not in augmentation.POLICIES:
         raise CLIError(
             f"--augmentation must be one of {list(augmentation.POLICIES)}, "
             f"got {overrides['augmentation']!r}"
         )
-    if not 0 <= overrides.get("validation_split", 0) < 1:
+    config = dataclasses.replace(training.get_recipe(args.preset), **overrides)
+    for field, need, value in config.problems():
+        flag = TRAIN_OVERRIDES.get(field, field)
+        raise CLIError(f"{flag} must be {need}, got {value}")
+    if args.image_size and min(args.image_size) < 32:  # the model's smallest input
         raise CLIError(
-            f"--validation-split must be at least 0 and below 1, got {overrides['validation_split']}"
+            f"--image-size must be at least 32 32, got {args.image_size[0]} {args.image_size[1]}"
         )
-    for key in ("epochs", "batch_size", "max_per_class"):
-        if key in overrides and overrides[key] < 1:
-            raise CLIError(f"--{key.replace('_', '-')} must be at least 1, got {overrides[key]}")
     result = training.train(
         args.preset,
         run_dir=args.out,
         data_dir=args.data_dir,
         resume=args.resume,
         overwrite=args.overwrite,
+        image_size=tuple(args.image_size) if args.image_size else None,
+        on_error=_on_error(args),
         **overrides,
     )
     print(f"best checkpoint: {result['checkpoint']}")
@@ -212,8 +270,10 @@ def _add_evaluate(sub):
         "--split",
         default="test",
         choices=["test", "val"],
-        help="split to evaluate (test falls back to val where there is none)",
+        help="split to evaluate; where the data has no test/ folder (the CIFAR-10 copy here), "
+        "both read the validation split that training held out, and the output says so",
     )
+    _add_skip_flag(p)
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument(
         "--flip-tta",
@@ -232,14 +292,19 @@ def _evaluate_command(args):
     from mobilevit_utils import evaluation, inference
 
     model, metadata = inference.load_classifier(args.model)
-    x, y, class_names, source = evaluation.evaluation_data(metadata, args.data_dir, args.split)
+    x, y, class_names, source = evaluation.evaluation_data(
+        metadata, args.data_dir, args.split, on_error=_on_error(args)
+    )
+    if args.split == "test" and "(val split)" in source:
+        print("no test split in the data: evaluating the validation split training held out")
     report = evaluation.evaluate(model, x, y, class_names, flip=args.flip_tta, shift=args.shift_tta)
     views = [name for name, on in (("flip", args.flip_tta), ("shift", args.shift_tta)) if on]
     title = Path(args.model).name + (f" ({' + '.join(views)} TTA)" if views else "")
     evaluation.write_report(report, args.out, images=x, title=title)
     print(f"evaluated {title} on {len(y)} images from {source}")
     print(f"accuracy={report.accuracy:.4f}")
-    print(f"top5_accuracy={report.top5_accuracy:.4f}")
+    if report.top5_accuracy is not None:  # with 5 classes or fewer it is always 1
+        print(f"top5_accuracy={report.top5_accuracy:.4f}")
     print(f"macro_f1={report.macro_f1:.4f}")
     print(f"report: {args.out}")
 
@@ -247,35 +312,119 @@ def _evaluate_command(args):
 def _add_predict(sub):
     p = sub.add_parser(
         "predict",
-        help="top-k labels for image files",
-        description="Print the top-k classes with probabilities for each image.",
+        help="top-k labels for image files and folders",
+        description="Predict the top-k classes of image files, and of every image in folders "
+        "(searched recursively). Prints a table, or writes --output results.csv / .jsonl. A "
+        "file that cannot be read is named on stderr and the rest are still predicted; the "
+        "exit status is then 1.",
     )
     p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument(
+        "--output",
+        help="write the results to this .csv or .jsonl file instead of the terminal table",
+    )
+    p.add_argument("images", nargs="+", help="image files or folders")
     p.set_defaults(handler=_predict_command)
 
 
+def image_paths(arguments):
+    """Image files named by `arguments` (files, or folders searched recursively, hidden names
+    left out), in order, and the arguments that name nothing."""
+    from mobilevit_utils import data as data_lib
+
+    paths, missing = [], []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                f
+                for f in path.rglob("*")
+                if f.suffix.lower() in data_lib.IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in f.relative_to(path).parts)
+            )
+            if not found:
+                missing.append(f"{path}: no image files (extensions {data_lib.IMAGE_EXTENSIONS})")
+            paths.extend(found)
+        elif path.exists() or path.is_symlink():
+            paths.append(path)
+        else:
+            missing.append(f"{path}: no such file or folder")
+    return paths, missing
+
+
 def _predict_command(args):
+    import csv
+    import json
+
     import numpy as np
 
     from mobilevit_utils import data as data_lib
     from mobilevit_utils import inference
 
+    _check_positive("--top-k", args.top_k)
+    _check_positive("--batch-size", args.batch_size)
+    output = Path(args.output) if args.output else None
+    if output is not None and output.suffix not in (".csv", ".jsonl"):
+        raise CLIError(f"--output must end in .csv or .jsonl, got {output.name}")
+    paths, failures = image_paths(args.images)
+    total = len(paths) + len(failures)
+    if not paths:
+        raise CLIError(f"no images to predict: {failures[0]}")
     model, metadata = inference.load_classifier(args.model)
     class_names = metadata.get("class_names")
     if not class_names:
-        raise ValueError(
-            "The model has no class names in its metadata; predictions would be unlabelled."
+        raise CLIError(
+            "the model has no class names in its metadata (metadata.json beside the .keras "
+            "file, or <model>.json beside a .tflite file); predictions would be unlabelled"
         )
     size = tuple(metadata["input_shape"][:2])
-    images, kept, skipped = data_lib.decode_images(
-        [Path(p) for p in args.images], size, on_error="raise"
-    )
-    probabilities = inference.predict_proba(model, images)
-    for path, row in zip(args.images, probabilities):
-        top = np.argsort(-row)[: args.top_k]
-        print(f"{path}: " + ", ".join(f"{class_names[i]} {row[i]:.3f}" for i in top))
+    k = min(args.top_k, len(class_names))
+    results = []
+    for start in range(0, len(paths), args.batch_size):
+        batch = paths[start : start + args.batch_size]
+        decoded = []
+        for path in batch:  # one by one: a bad file is reported and the rest go on
+            try:
+                decoded.append((path, data_lib.decode_images([path], size, workers=1)[0][0]))
+            except data_lib.BadImageError as error:
+                failures.append(f"{path}: it {error.reason}")
+            except data_lib.DataError as error:
+                failures.append(f"{path}: {error}")
+        if not decoded:
+            continue
+        probabilities = inference.predict_proba(model, np.stack([image for _, image in decoded]))
+        for (path, _), row in zip(decoded, probabilities):
+            top = np.argsort(-row)[:k]
+            results.append((str(path), [(class_names[i], float(row[i])) for i in top]))
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    if output is None:
+        for path, top in results:
+            print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
+    elif output.suffix == ".csv":
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "w", newline="") as f:
+            writer = csv.writer(f)
+            header = ["path"]
+            for rank in range(1, k + 1):
+                header += [f"class_{rank}", f"probability_{rank}"]
+            writer.writerow(header)
+            for path, top in results:
+                writer.writerow([path, *(v for name, p in top for v in (name, f"{p:.6f}"))])
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "w") as f:
+            for path, top in results:
+                record = {"path": path, "top": [{"class": n, "probability": p} for n, p in top]}
+                f.write(json.dumps(record) + "\n")
+    if output is not None:
+        print(f"{len(results)} image(s) predicted: {output}")
+    if failures:
+        print(f"error: {len(failures)} of {total} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_export(sub):
@@ -316,6 +465,10 @@ def _add_export(sub):
     p.add_argument(
         "--dynamic-batch", action="store_true", help="dynamic batch size instead of batch 1"
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace .tflite models already in --out"
+    )
+    _add_skip_flag(p)
     p.set_defaults(handler=_export_command)
 
 
@@ -325,18 +478,36 @@ def _export_command(args):
     from mobilevit_utils import data as data_lib
     from mobilevit_utils import evaluation, export, inference
 
-    model, metadata = inference.load_classifier(args.model)
+    _check_positive("--calibration-samples", args.calibration_samples)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; export writes a folder: choose another path")
     if Path(args.model).suffix != ".keras":
-        raise ValueError(f"--model must be a .keras file, got {Path(args.model).name}.")
+        raise CLIError(f"--model must be a .keras file, got {Path(args.model).name}")
+    existing = sorted(out.glob("*.tflite")) if out.is_dir() else []
+    if existing and not args.overwrite:
+        raise CLIError(
+            f"{out} already holds {len(existing)} TFLite model(s) ({existing[0].name}...); pass "
+            "--overwrite to replace them, or choose another --out folder"
+        )
+    model, metadata = inference.load_classifier(args.model)
     precisions = export.PRECISIONS if args.quantization == "all" else (args.quantization,)
     size = tuple(model.input_shape[1:3])
     calibration = None
     if "int8" in precisions:
-        source = data_lib.load_dataset(
-            args.calibration_data,
-            image_size=size,
-            max_per_class=max(1, args.calibration_samples // 2),
-        )
+        try:
+            source = data_lib.load_dataset(
+                args.calibration_data,
+                image_size=size,
+                max_per_class=max(1, args.calibration_samples // 2),
+                on_error=_on_error(args),
+            )
+        except data_lib.DataUnavailableError:
+            raise CLIError(
+                "int8 calibration needs images and CIFAR-10 cannot be downloaded here; pass "
+                "--calibration-data FOLDER (class folders of typical inputs), or "
+                "--quantization fp32/fp16/dynamic, which need none"
+            ) from None
         calibration = export.calibration_sample(source.x_train, args.calibration_samples)
     paths = export.export(
         model,
@@ -380,7 +551,7 @@ def _export_command(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m mobilevit_utils",
         description="MobileViT for Keras 3: train, evaluate, predict and export image classifiers.",
         epilog="Set KERAS_BACKEND=jax|torch|tensorflow to choose the backend.",
@@ -401,16 +572,30 @@ def _user_errors():
         PermissionError,
         FileNotFoundError,
         ValueError,
+        ConnectionError,  # a hub preset while offline
+        ImportError,  # a hub preset without transformers installed
     )
+
+
+class _PlainStderr(logging.Handler):
+    """The message alone, on whatever sys.stderr is at the time."""
+
+    def emit(self, record):
+        print(record.getMessage(), file=sys.stderr)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # The library's warnings (a skipped image file, say), one plain line each on stderr.
+    logger = logging.getLogger("mobilevit_utils")
+    if not logger.handlers:
+        logger.addHandler(_PlainStderr())
+        logger.propagate = False
     from mobilevit_utils import environment
 
     environment.start_backend_quietly()
     try:
-        args.handler(args)
+        status = args.handler(args)
     except KeyboardInterrupt:
         print(
             "interrupted; rerun with --resume to continue from the last finished epoch",
@@ -423,7 +608,7 @@ def main(argv=None):
         message = str(error).splitlines()[0] if str(error) else error.__class__.__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

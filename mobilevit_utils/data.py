@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,9 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
+# Skipped files are reported here (one warning each, then a count): the command line prints
+# them, and Python's last-resort handler shows them in notebooks.
+LOG = logging.getLogger("mobilevit_utils.data")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 CACHE_VERSION = 1
 
@@ -52,7 +56,14 @@ class DataUnavailableError(DataError):
 
 
 class BadImageError(DataError):
-    """A file could not be decoded as an image."""
+    """A file could not be decoded as an image; `reason` says what is wrong with it."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"Cannot decode {path}: it {reason}; leave such files out with --skip-bad-images "
+            "(Python: on_error='skip')."
+        )
 
 
 @dataclasses.dataclass
@@ -107,12 +118,12 @@ def resolve_local_root(path):
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(
-            f"Data folder {path} does not exist; set {DATA_ENV} or data_dir= to a folder with "
-            "train/<class>/ images (or the CIFAR-10 JPEG archive)."
+            f"Data folder {path} does not exist; point --data-dir (Python: data_dir=) or "
+            f"{DATA_ENV} at a folder with train/<class>/ images (or the CIFAR-10 JPEG archive)."
         )
     if _has_class_tree(path):
         return path
-    for child in sorted(p for p in path.iterdir() if p.is_dir()):
+    for child in sorted(p for p in path.iterdir() if p.is_dir() and not _hidden(p)):
         if _has_class_tree(child) and any((child / split).is_dir() for split in SPLITS):
             return child
     archives = (
@@ -130,13 +141,27 @@ def resolve_local_root(path):
 SPLITS = ("train", "val", "test")
 
 
+def _hidden(path):
+    """Names starting with a dot (.git, .ipynb_checkpoints, macOS's ._* AppleDouble files) are
+    never images or classes, as for `image_dataset_from_directory`."""
+    return path.name.startswith(".")
+
+
+def _image_files(folder):
+    return sorted(
+        f
+        for f in folder.iterdir()
+        if f.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(f) and not f.is_dir()
+    )
+
+
+def _class_folders(root):
+    return sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p))
+
+
 def _has_class_tree(path):
     roots = [path / split for split in SPLITS if (path / split).is_dir()] or [path]
-    return any(
-        child.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
-        for root in roots
-        for child in root.iterdir()
-    )
+    return any(_image_files(child) for root in roots for child in _class_folders(root))
 
 
 def _extract(archive):
@@ -153,10 +178,19 @@ def _extract(archive):
 def list_image_folder(root, class_names=None):
     """(paths, labels, class_names) of `root/<class>/*`, classes sorted by name like Keras'
     `image_dataset_from_directory`. Files that are not images by extension are ignored.
-    With `class_names`, folder names must be among them (labels follow their order)."""
+    With `class_names`, folder names must be among them (labels follow their order). Hidden
+    files and folders (names starting with a dot) are ignored; without `class_names`, a class
+    folder with no images is refused (it would be a class the model can never learn)."""
     root = Path(root)
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    folders = [p.name for p in _class_folders(root)]
     if class_names is None:
+        empty = [name for name in folders if not _image_files(root / name)]
+        if empty:
+            raise DataError(
+                f"Class folder {root / empty[0]} holds no images"
+                + (f" (nor do {empty[1:]})" if len(empty) > 1 else "")
+                + f"; add images (extensions {', '.join(IMAGE_EXTENSIONS)}) or remove it."
+            )
         class_names = tuple(folders)
     else:
         unknown = sorted(set(folders) - set(class_names))
@@ -170,7 +204,7 @@ def list_image_folder(root, class_names=None):
         folder = root / name
         if not folder.is_dir():
             continue
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        files = _image_files(folder)
         paths.extend(files)
         labels.extend([label] * len(files))
     if not paths:
@@ -182,6 +216,24 @@ def list_image_folder(root, class_names=None):
 # Decoding with a cache
 
 
+def _what_is_wrong(path, error):
+    """What a user can act on, instead of PIL's `cannot identify image file <_io.BytesIO ...>`."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return "is a broken symbolic link (its target does not exist)"
+    if not path.exists():
+        return "does not exist (moved or deleted while loading?)"
+    if path.is_dir():
+        return "is a folder, not an image"
+    if path.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    if isinstance(error, PermissionError):
+        return "cannot be read (permission denied)"
+    if "cannot identify image file" in str(error):
+        return "is not an image that Pillow can read (not JPEG, PNG, BMP, GIF...), or is damaged"
+    return f"is damaged or truncated ({error.__class__.__name__}: {str(error)[:80]})"
+
+
 def _decode(path, image_size):
     import keras
 
@@ -191,7 +243,7 @@ def _decode(path, image_size):
         )
         return np.asarray(image, dtype="uint8")
     except Exception as error:  # PIL raises several types for broken files
-        raise BadImageError(f"Cannot decode image {path}: {error}") from None
+        raise BadImageError(path, _what_is_wrong(path, error)) from None
 
 
 def decode_images(paths, image_size=None, on_error="raise", workers=None):
@@ -207,22 +259,25 @@ def decode_images(paths, image_size=None, on_error="raise", workers=None):
     def decode(path):
         try:
             return _decode(path, size)
-        except BadImageError:
+        except BadImageError as error:
             if on_error == "raise":
                 raise
+            LOG.warning("skipped %s: it %s", path, error.reason)
             return None
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
         decoded = list(pool.map(decode, paths))
     kept = [i for i, image in enumerate(decoded) if image is not None]
     skipped = tuple(str(paths[i]) for i, image in enumerate(decoded) if image is None)
+    if skipped:
+        LOG.warning("skipped %d unreadable file(s) of %d", len(skipped), len(paths))
     if not kept:
         raise DataError("None of the images could be decoded.")
     shapes = {decoded[i].shape for i in kept}
     if len(shapes) > 1:
         raise DataError(
-            f"Images have different sizes {sorted(shapes)[:3]}...; pass image_size=(height, width) "
-            "to resize them to the model input."
+            f"Images have different sizes {sorted(shapes)[:3]}...; resize them to one size with "
+            "--image-size HEIGHT WIDTH (Python: image_size=(height, width))."
         )
     return np.stack([decoded[i] for i in kept]), np.asarray(kept), skipped
 
@@ -230,7 +285,7 @@ def decode_images(paths, image_size=None, on_error="raise", workers=None):
 def _cache_key(paths, *extra):
     digest = hashlib.sha256(repr((CACHE_VERSION, extra)).encode())
     for path in paths:
-        stat = path.stat()
+        stat = path.stat() if path.exists() else path.lstat()  # a broken link: decoding names it
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
@@ -257,7 +312,10 @@ def load_split_folder(
     )
     if cache and cache_file.exists():
         with np.load(cache_file, allow_pickle=False) as stored:
-            return stored["x"], stored["y"], class_names, tuple(stored["skipped"].tolist())
+            skipped = tuple(stored["skipped"].tolist())
+            for path in skipped:  # reported again: the cache must not hide them
+                LOG.warning("skipped %s: it could not be read when the cache was made", path)
+            return stored["x"], stored["y"], class_names, skipped
     images, kept, skipped = decode_images(paths, image_size, on_error)
     labels = labels[kept]
     if cache:
@@ -340,8 +398,8 @@ def load_cifar10_download(validation_split=0.1, seed=42, max_per_class=None):
     except Exception as error:
         raise DataUnavailableError(
             f"CIFAR-10 could not be downloaded ({error.__class__.__name__}: no internet?). "
-            f"Set {DATA_ENV}=/path/to/folder (class folders, or the CIFAR-10 JPEG archive) "
-            "or pass data_dir=."
+            f"Pass --data-dir FOLDER (Python: data_dir=) or set {DATA_ENV}=FOLDER: class "
+            "folders, or the CIFAR-10 JPEG archive."
         ) from None
     y_train, y_test = y_train.reshape(-1).astype("int32"), y_test.reshape(-1).astype("int32")
     if max_per_class:

@@ -34,7 +34,7 @@ class EvaluationReport:
     y_true: np.ndarray
     probabilities: np.ndarray
     accuracy: float
-    top5_accuracy: float
+    top5_accuracy: float | None  # None with 5 classes or fewer, where it is always 1
     macro_f1: float
     weighted_f1: float
     confusion: np.ndarray
@@ -100,11 +100,11 @@ def evaluate_predictions(y_true, probabilities, class_names):
         {"precision": precision, "recall": recall, "f1": f1, "support": support},
         index=pd.Index(list(class_names), name="class"),
     )
-    # With 5 classes or fewer every label is in the top 5.
+    # With 5 classes or fewer every label is in the top 5: not reported.
     top5 = (
-        metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels)
+        float(metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels))
         if len(class_names) > 5
-        else 1.0
+        else None
     )
     ece, reliability = calibration(y_true, probabilities)
     return EvaluationReport(
@@ -112,7 +112,7 @@ def evaluate_predictions(y_true, probabilities, class_names):
         y_true=y_true,
         probabilities=probabilities,
         accuracy=float(metrics.accuracy_score(y_true, y_pred)),
-        top5_accuracy=float(top5),
+        top5_accuracy=top5,
         macro_f1=float(
             metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
         ),
@@ -202,7 +202,7 @@ def write_report(report, out_dir, images=None, title=""):
 # Data for a saved model
 
 
-def training_dataset(metadata, data_dir=None):
+def training_dataset(metadata, data_dir=None, on_error="raise"):
     """The dataset split exactly as the model's training run split it (same seed, validation
     share and subset, images resized to the model's input), checked against its class names."""
     class_names = metadata["class_names"]
@@ -214,6 +214,7 @@ def training_dataset(metadata, data_dir=None):
         image_size=size,
         max_per_class=metadata.get("max_per_class"),
         class_names=tuple(class_names) if data_dir else None,
+        on_error=on_error,
     )
     if list(dataset.class_names) != list(class_names):
         raise data_lib.DataError(
@@ -222,10 +223,11 @@ def training_dataset(metadata, data_dir=None):
     return dataset
 
 
-def evaluation_data(metadata, data_dir=None, split="test"):
+def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     """Images and labels to evaluate a saved model on, resized to its input and labelled with
-    its class names. With `data_dir`, reads `data_dir/<split>/<class>/*` (a `val` split missing
-    there is carved from `train/` as training did); else the project's dataset."""
+    its class names. With `data_dir`, reads `data_dir/<split>/<class>/*`; a split missing there
+    is the validation split carved from `train/` as training did (the returned source says
+    "(val split)"). Without `data_dir`, the project's dataset, likewise."""
     class_names = metadata.get("class_names")
     if not class_names:
         raise ValueError(
@@ -236,11 +238,12 @@ def evaluation_data(metadata, data_dir=None, split="test"):
         size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
         root = data_lib.resolve_local_root(data_dir)
         if (root / split).is_dir():
-            x, y, _, _ = data_lib.load_split_folder(root / split, tuple(class_names), size)
+            x, y, _, _ = data_lib.load_split_folder(
+                root / split, tuple(class_names), size, on_error=on_error
+            )
             return x, y, tuple(class_names), display_path(root / split)
-        if split == "test":
-            raise data_lib.DataError(f"{root} has no test/ folder; use --split val.")
-    dataset = training_dataset(metadata, data_dir)
+    # No test/ split (the CIFAR-10 copy here has none): the validation split training held out.
+    dataset = training_dataset(metadata, data_dir, on_error)
     used = "test" if (split == "test" and dataset.x_test is not None) else "val"
     x, y = dataset.split(used)
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"

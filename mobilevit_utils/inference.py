@@ -128,6 +128,33 @@ def keras_logits(model, images, batch_size=256):
     return np.concatenate(outputs).astype("float32")
 
 
+def load_keras_file(path, compile=True):
+    """`keras.saving.load_model` (safe mode) with one clear line for what users meet: a folder
+    named *.keras, a file that is not a .keras archive (a zip), or a damaged one."""
+    import zipfile
+
+    import keras
+
+    import mobilevit_utils  # noqa: F401  (registers the layers for safe_mode loading)
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a .keras file; pass the model file itself.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a valid .keras archive (a .keras file is a zip); it may be "
+            "truncated or damaged: copy or save it again."
+        )
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=compile)
+    except Exception as error:  # zip members missing or corrupt, unknown layers
+        raise ValueError(
+            f"{path} could not be loaded as a Keras model ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0][:120] if str(error) else 'no details'}); it may be "
+            "damaged, or saved by another library."
+        ) from None
+
+
 def load_classifier(path):
     """A `.keras` model or a `TFLiteModel`, with its metadata (class names, input size).
 
@@ -139,15 +166,19 @@ def load_classifier(path):
             f"No model at {path}; train one (notebook 03) or pass another path."
         )
     if path.suffix == ".tflite":
-        model = TFLiteModel(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not a .tflite file.")
+        try:
+            model = TFLiteModel(path)
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(
+                f"{path} is not a valid TFLite model ({str(error).splitlines()[0][:100]}); it may "
+                "be truncated or damaged: export it again."
+            ) from None
         return model, dict(model.metadata)
     if path.suffix != ".keras":
         raise ValueError(f"Expected a .keras or .tflite model, got {path.name}.")
-    import keras
-
-    import mobilevit_utils  # noqa: F401  (registers the layers for safe_mode loading)
-
-    model = keras.saving.load_model(path, safe_mode=True)
+    model = load_keras_file(path)
     metadata = {}
     for candidate in (path.with_suffix(".json"), path.parent / "metadata.json"):
         if candidate.exists():

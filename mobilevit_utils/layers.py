@@ -120,6 +120,24 @@ def apply_to_patches(x, patch_size, transform, training=None):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class ChannelReverse(layers.Layer):
+    """RGB to BGR: Apple's checkpoints were trained on BGR images. Inside a model fine-tuned
+    from them it lets the model take RGB pixels, like every other model of this project."""
+
+    def build(self, input_shape):
+        self.built = True  # no weights
+
+    def call(self, x):
+        return keras.ops.flip(x, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class BatchNorm(layers.BatchNormalization):
     """`keras.layers.BatchNormalization` whose training step uses TensorFlow's fused kernel.
 

@@ -25,6 +25,7 @@ import keras
 from keras import layers
 
 from mobilevit_utils.layers import (
+    ChannelReverse,
     ConvNormAct,
     InvertedResidual,
     MobileViTBlock,
@@ -321,6 +322,7 @@ def build_mobilevit(
     include_rescaling=None,
     classifier_activation=None,
     name=None,
+    reverse_channels=False,
 ):
     """Build a MobileViT classifier (or feature extractor) from a configuration.
 
@@ -339,6 +341,8 @@ def build_mobilevit(
             for the CIFAR layouts; False for the ImageNet ones, whose Apple weights expect BGR
             inputs already in [0, 1]).
         classifier_activation: `None` for logits (the reference's output) or "softmax".
+        reverse_channels: reverse RGB to BGR inside the model (weights trained on BGR images,
+            such as Apple's, fine-tuned on RGB pixels).
     """
     config = get_variant(config)
     input_shape = tuple(input_shape or config.default_input_shape)
@@ -347,6 +351,8 @@ def build_mobilevit(
         include_rescaling = config.preprocessing.in_model
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs) if include_rescaling else inputs
+    if reverse_channels:
+        x = ChannelReverse(name="rgb_to_bgr")(x)
     for index, stage in enumerate(config.stages):
         x = _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_dropout)
 

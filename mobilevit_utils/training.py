@@ -70,10 +70,56 @@ class TrainConfig:
     # Augment batches in parallel (tf.data AUTOTUNE): keeps a GPU fed, but the order in which
     # the random layers draw from their seed varies, so runs are no longer bit-reproducible.
     parallel_augmentation: bool = False
+    # Fine-tuning: start from a trained model, a preset name (`presets.list_presets()`) or a
+    # .keras file. Its backbone's weights, input size and preprocessing are kept; the head is
+    # new, sized for the data's classes.
+    init_from: str | None = None
+    # With init_from: the new head alone first (backbone frozen, BatchNorm in inference mode),
+    # for head_epochs at head_learning_rate; then `epochs` of every layer at learning_rate.
+    head_epochs: int = 0
+    head_learning_rate: float = 1e-3
     seed: int = 42
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def problems(self):
+        """(field, what it must be, its value) for every out-of-range number; empty when none."""
+        checks = {
+            "epochs": (self.epochs >= 1, "at least 1"),
+            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "learning_rate": (self.learning_rate > 0, "above 0"),
+            "min_learning_rate": (
+                0 <= self.min_learning_rate <= self.learning_rate,
+                "between 0 and the peak learning rate",
+            ),
+            "warmup_epochs": (0 <= self.warmup_epochs, "at least 0"),
+            "weight_decay": (self.weight_decay >= 0, "at least 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "at least 0 and below 1"),
+            "dropout": (0 <= self.dropout < 1, "at least 0 and below 1"),
+            "transformer_dropout": (0 <= self.transformer_dropout < 1, "at least 0 and below 1"),
+            "validation_split": (0 <= self.validation_split < 1, "at least 0 and below 1"),
+            "ema_momentum": (0 <= self.ema_momentum < 1, "at least 0 and below 1"),
+            "averaging_interval": (self.averaging_interval >= 1, "at least 1"),
+            "max_per_class": (self.max_per_class is None or self.max_per_class >= 1, "at least 1"),
+            "seed": (self.seed >= 0, "at least 0"),
+            "head_epochs": (self.head_epochs >= 0, "at least 0"),
+            "head_learning_rate": (self.head_learning_rate > 0, "above 0"),
+        }
+        if self.gradient_clip_norm is not None:
+            checks["gradient_clip_norm"] = (self.gradient_clip_norm > 0, "above 0")
+        return [
+            (field, need, getattr(self, field)) for field, (ok, need) in checks.items() if not ok
+        ]
+
+    def validate(self):
+        """Raise ValueError naming the first out-of-range field (a negative learning rate
+        trains to a loss of 1e24 and saves the checkpoint without complaint)."""
+        for field, need, value in self.problems():
+            raise ValueError(f"{field} must be {need}, got {value}.")
+        if self.ema and self.weight_averaging:
+            raise ValueError("ema and weight_averaging both average the weights; choose one.")
+        return self
 
 
 RECIPES = {
@@ -125,6 +171,26 @@ RECIPES = {
         jit_compile=True,
         parallel_augmentation=True,
         ema=True,
+    ),
+    # Fine-tuning a trained model on a small dataset of your own (README, "Your own images"):
+    # the released CIFAR-10 model by default, or any preset / .keras file (init_from).
+    "finetune": TrainConfig(
+        name="finetune",
+        init_from="mobilevit_xxs_cifar10",
+        # A random head's large early gradients would otherwise reach, and wreck, the
+        # pretrained features: the head trains alone first, at a from-scratch rate.
+        head_epochs=3,
+        head_learning_rate=1e-3,
+        # Then every layer, at about a seventh of the from-scratch peak: the pretrained weights
+        # are adjusted, not relearnt. Small datasets: 20 % held out, small batches for steps.
+        epochs=12,
+        learning_rate=2e-4,
+        min_learning_rate=2e-6,
+        warmup_epochs=1.0,
+        batch_size=32,
+        validation_split=0.2,
+        augmentation="light",
+        label_smoothing=0.1,
     ),
 }
 
@@ -197,16 +263,17 @@ def make_loss(soft_labels, label_smoothing=0.0):
 
 
 def make_metrics(soft_labels, num_classes):
-    k = min(5, num_classes)
+    """Accuracy, and top-5 accuracy where there are more than 5 classes (with 5 or fewer every
+    label is in the top 5, so it would read 1.0)."""
     if soft_labels:
-        return [
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k, name=f"top{k}_accuracy"),
-        ]
-    return [
-        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-        keras.metrics.SparseTopKCategoricalAccuracy(k, name=f"top{k}_accuracy"),
-    ]
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        top5 = keras.metrics.TopKCategoricalAccuracy
+    else:
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        top5 = keras.metrics.SparseTopKCategoricalAccuracy
+    if num_classes > 5:
+        metrics.append(top5(5, name="top5_accuracy"))
+    return metrics
 
 
 def compile_model(model, config, steps_per_epoch, num_classes, steps_per_execution=1):
@@ -547,6 +614,8 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False):
     """Create `run_dir`. An existing run is continued (`resume`), replaced (`overwrite`), or
     refused so that nothing is lost by accident."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunExistsError(f"{run_dir} is a file; the run needs a folder: choose another path.")
     existing = run_dir.exists() and any(run_dir.iterdir())
     if resume and run_finished(run_dir):
         raise RunExistsError(
@@ -557,8 +626,8 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False):
         shutil.rmtree(run_dir)
     elif existing and not resume:
         raise RunExistsError(
-            f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or "
-            "choose another output folder."
+            f"{run_dir} already holds a run; continue it with --resume (resume=True), replace "
+            "it with --overwrite (overwrite=True), or choose another output folder."
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -586,7 +655,7 @@ def _write_json(path, payload):
     Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def build_model(config, num_classes, input_shape):
+def build_model(config, num_classes, input_shape, reverse_channels=False):
     variant = models.get_variant(config.model)
     if config.num_heads is not None:
         variant = dataclasses.replace(variant, num_heads=config.num_heads)
@@ -597,7 +666,69 @@ def build_model(config, num_classes, input_shape):
         include_rescaling=models.RAW_RGB.in_model,  # trained on raw pixels, whatever the variant
         dropout=config.dropout,
         transformer_dropout=config.transformer_dropout,
+        reverse_channels=reverse_channels,
     )
+
+
+HEAD_LAYERS = ("classifier",)  # replaced when fine-tuning (pooling and dropout have no weights)
+
+
+def init_source(source):
+    """(model, metadata) to fine-tune from: a preset name or a `.keras` file (its metadata from
+    metadata.json beside it, as for `inference.load_classifier`)."""
+    from mobilevit_utils import inference, presets
+
+    if source in presets.PRESETS:
+        return presets.from_preset(source), presets.preset_metadata(source)
+    path = Path(source)
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"init_from must be a preset ({', '.join(presets.PRESETS)}) or a .keras file, "
+            f"got {source!r}."
+        )
+    if not path.exists():
+        raise FileNotFoundError(
+            f"init_from {path}: no such file; pass a .keras file or a preset "
+            f"({', '.join(presets.PRESETS)})."
+        )
+    model, metadata = inference.load_classifier(path)
+    return models.as_float32(model), metadata
+
+
+def source_variant(model, metadata):
+    """The variant name of a model to fine-tune from (its metadata's, else its name's)."""
+    name = metadata.get("variant") or model.name
+    try:
+        models.get_variant(name)
+    except ValueError:
+        raise ValueError(
+            f"{name!r} is not a MobileViT variant of this package; fine-tuning starts from a "
+            "model it built (a preset, or a .keras file that train or the converter saved)."
+        ) from None
+    return str(name).lower().removeprefix("mobilevit_")
+
+
+def transfer_weights(source, target, include_head=False):
+    """Copy every layer's weights from `source` into the layer of the same name in `target`
+    (the head too with `include_head`); returns how many layers were copied. A layer of
+    `target` with weights and no counterpart of the same shapes is an error: the layouts differ."""
+    copied = 0
+    for layer in target.layers:
+        if not layer.weights or (layer.name in HEAD_LAYERS and not include_head):
+            continue
+        try:
+            weights = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(
+                f"{source.name} has no layer {layer.name!r}: its layout differs from {target.name}."
+            ) from None
+        if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
+            raise ValueError(
+                f"Layer {layer.name!r} of {source.name} has other shapes than {target.name}'s."
+            )
+        layer.set_weights(weights)
+        copied += 1
+    return copied
 
 
 def train(
@@ -610,6 +741,8 @@ def train(
     strategy=None,
     print_fn=print,
     callbacks=(),
+    image_size=None,
+    on_error="raise",
     **overrides,
 ):
     """Train a model on a dataset with a recipe; returns a dict describing the run.
@@ -621,15 +754,55 @@ def train(
         resume: continue the run in `run_dir` from its last finished epoch.
         overwrite: replace an existing run in `run_dir`.
         strategy: see `distribution_scope`.
+        image_size: `(height, width)` to resize every image to (recorded in the metadata, so
+            that evaluation and prediction resize the same way); default the images' own size.
+        on_error: "raise" on an unreadable image file, or "skip" it (each one printed).
         callbacks: extra Keras callbacks, run after the recipe's own (which log, checkpoint and
             back up first), e.g. an Optuna pruning callback reading `val_accuracy`.
     """
-    config = dataclasses.replace(get_recipe(config), **overrides)
-    if config.ema and config.weight_averaging:
-        raise ValueError("ema and weight_averaging both average the weights; choose one.")
-    run_dir = prepare_run_dir(
-        run_dir or environment.artifacts_dir("runs", config.name, create=False), resume, overwrite
-    )
+    config = dataclasses.replace(get_recipe(config), **overrides).validate()
+    start = None
+    if config.init_from:  # resolved first: a missing file or an offline hub refuses at once
+        source, source_metadata = init_source(config.init_from)
+        config = dataclasses.replace(config, model=source_variant(source, source_metadata))
+        contract = source_metadata.get("preprocessing") or models.RAW_RGB.to_dict()
+        names = {layer.name for layer in source.layers}
+        start = {
+            "model": source,
+            "metadata": source_metadata,
+            "reverse": contract.get("channel_order") == "BGR" or "rgb_to_bgr" in names,
+            "head": False,
+            "freeze": False,
+        }
+        if image_size is None:  # the source's input size
+            image_size = tuple(source_metadata.get("input_shape") or source.input_shape[1:])[:2]
+    run_dir = Path(run_dir or environment.artifacts_dir("runs", config.name, create=False))
+    if resume and not (run_dir / "backup").exists() and not (run_dir / "history.csv").exists():
+        print_fn(f"no run to resume in {run_dir}: starting a new one")
+    created = not run_dir.exists()
+    run_dir = prepare_run_dir(run_dir, resume, overwrite)
+    try:
+        return _train(
+            config,
+            run_dir,
+            dataset,
+            data_dir,
+            strategy,
+            print_fn,
+            callbacks,
+            image_size,
+            on_error,
+            start,
+        )
+    except data_lib.DataError:
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # refused before training: leave nothing behind
+        raise
+
+
+def _train(
+    config, run_dir, dataset, data_dir, strategy, print_fn, callbacks, image_size, on_error, start
+):
     environment.start_backend_quietly()
     environment.set_seed(config.seed)
     run_environment = environment.describe()  # versions and devices, once per run
@@ -641,9 +814,44 @@ def train(
             data_dir,
             validation_split=config.validation_split,
             seed=config.seed,
+            image_size=image_size,
             max_per_class=config.max_per_class,
+            on_error=on_error,
         )
     num_classes = dataset.num_classes
+    if num_classes < 2:
+        raise data_lib.DataError(
+            f"The data has {num_classes} class ({', '.join(dataset.class_names)}); a classifier "
+            "needs at least 2 class folders."
+        )
+    if start and config.head_epochs and not start["freeze"]:
+        head_dir = run_dir / "head"
+        if not run_finished(head_dir):
+            print_fn(
+                f"phase 1: the new head alone for {config.head_epochs} epoch(s), backbone frozen"
+            )
+            head_config = dataclasses.replace(
+                config,
+                epochs=config.head_epochs,
+                learning_rate=config.head_learning_rate,
+                min_learning_rate=min(config.min_learning_rate, config.head_learning_rate),
+                warmup_epochs=0.0,
+                head_epochs=0,
+            )
+            _train(
+                head_config,
+                prepare_run_dir(head_dir, resume=True),
+                dataset,
+                None,
+                strategy,
+                print_fn,
+                (),
+                image_size,
+                on_error,
+                {**start, "freeze": True},
+            )
+        start = {**start, "model": load_run(head_dir, compile=False)[0], "head": True}
+        print_fn(f"phase 2: every layer for {config.epochs} epoch(s)")
     soft = uses_soft_labels(config)
     policy = aug.get_augmentation(config.augmentation)
     flips = (
@@ -686,7 +894,17 @@ def train(
 
     precision = "mixed_float16" if config.mixed_precision else "float32"
     with distribution_scope(strategy), dtype_policy(precision):
-        model = build_model(config, num_classes, dataset.image_shape)
+        model = build_model(
+            config,
+            num_classes,
+            dataset.image_shape,
+            reverse_channels=bool(start and start["reverse"]),
+        )
+        if start:
+            transfer_weights(start["model"], model, include_head=start["head"])
+            if start["freeze"]:  # frozen BatchNorm layers also run in inference mode
+                for layer in model.layers:
+                    layer.trainable = layer.name in HEAD_LAYERS
         compile_model(model, config, steps_per_epoch, num_classes)
 
     _write_json(run_dir / "config.json", config.to_dict())
@@ -698,7 +916,7 @@ def train(
         f"training {model.name} ({models.trainable_params(model):,} parameters) on "
         f"{len(dataset.y_train):,} images, {held_out}; run folder {run_dir}"
     )
-    start = time.perf_counter()
+    fit_start = time.perf_counter()
     model.fit(
         train_batches,
         validation_data=val_batches,
@@ -712,7 +930,7 @@ def train(
             *callbacks,
         ],
     )
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - fit_start
     checkpoint = run_dir / "model.keras"
     if config.mixed_precision:
         # The checkpoint holds float32 weights under mixed policies; save it as a float32 model,
@@ -744,6 +962,11 @@ def train(
         "data_source": dataset.source,
         "environment": run_environment,
     }
+    if start:
+        metadata["init_from"] = config.init_from
+        metadata["head_epochs"] = config.head_epochs
+        # The source's input contract; this model takes raw RGB pixels whatever it was.
+        metadata["source_preprocessing"] = start["metadata"].get("preprocessing")
     _write_json(run_dir / "metadata.json", metadata)
     if validating:
         print_fn(

@@ -215,3 +215,34 @@ def test_variants_table_command(tmp_path):
     assert row["variant"] == "xxs_cifar_v3" and row["tflite_int8_ms"] == "refused"
     assert int(row["params"]) == 639_034 and float(row["tflite_fp32_ms"]) > 0
     assert "| xxs_cifar_v3 |" in (tmp_path / "variants.md").read_text()
+
+
+def test_cli_predict_reads_keras_and_tflite_alike(exported, trained_run, tmp_path, capsys):
+    """`predict` on a folder: the fp32 TFLite model ranks every image as the .keras model does."""
+    import json
+
+    from helpers import write_image_tree
+    from PIL import Image
+
+    from mobilevit_utils import cli
+
+    paths, images = exported
+    write_image_tree(tmp_path / "photos", images[:6], [0, 1, 2, 0, 1, 2], ["a", "b", "c"])
+    Image.fromarray(images[0]).save(tmp_path / "photos" / "top.png")
+    results = {}
+    for name, model in (("keras", trained_run / "model.keras"), ("tflite", paths["fp32"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert (
+            cli.main(
+                ["predict", "--model", str(model), "--output", str(out), str(tmp_path / "photos")]
+            )
+            == 0
+        )
+        results[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    capsys.readouterr()
+    assert len(results["keras"]) == 7
+    for k, t in zip(results["keras"], results["tflite"]):
+        assert k["path"] == t["path"]
+        assert [c["class"] for c in k["top"]] == [c["class"] for c in t["top"]]
+        for kc, tc in zip(k["top"], t["top"]):
+            assert abs(kc["probability"] - tc["probability"]) < 1e-3

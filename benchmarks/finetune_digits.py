@@ -1,0 +1,244 @@
+"""Fine-tuning the released CIFAR-10 model against training from scratch, on data nobody here
+made: scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), upscaled to 32x32.
+
+A fixed 30 % of the digits (stratified, seed 0) is the test set every run is scored on. From the
+rest, each run trains on the first N images of every class (N = 10, 50, 125), for the same
+number of epochs either way:
+
+- fine-tuned: the `finetune` preset from `mobilevit_xxs_cifar10` (head alone for its
+  head_epochs, then every layer for its epochs);
+- from scratch: the same layout, randomly initialised, trained by the `cpu` recipe's optimiser
+  settings for head_epochs + epochs.
+
+No validation split (there is none to spare at 10 images per class): both keep their last
+epoch. Writes benchmarks/results/finetune_digits.csv (a row per run; rerunning skips finished
+rows), finetune_digits.md (the table) and finetune_digits.png (the plot).
+
+    python benchmarks/finetune_digits.py                   # every missing run
+    python benchmarks/finetune_digits.py --report          # table and plot from the CSV only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+SIZES = (10, 50, 125)
+SEEDS = (0, 1)
+METHODS = ("fine-tuned", "from scratch")
+COLUMNS = ("images_per_class", "method", "seed", "epochs", "test_accuracy", "train_time_s")
+
+
+def digits(size=32):
+    """(images uint8 (N, size, size, 3), labels): the digits' 0-16 levels scaled to 0-255,
+    enlarged bilinearly, grey in all three channels."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    small = (bunch.images * (255 / 16)).round().astype("uint8")
+    big = np.stack(
+        [np.asarray(Image.fromarray(i).resize((size, size), Image.BILINEAR)) for i in small]
+    )
+    return np.repeat(big[..., None], 3, axis=-1), bunch.target.astype("int32")
+
+
+def splits(seed=0):
+    """(train pool, test) as ((x, y), (x, y)): 30 % held out, stratified."""
+    from sklearn.model_selection import train_test_split
+
+    x, y = digits()
+    x_pool, x_test, y_pool, y_test = train_test_split(
+        x, y, test_size=0.3, random_state=seed, stratify=y
+    )
+    return (x_pool, y_pool), (x_test, y_test)
+
+
+def first_per_class(x, y, n):
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:n] for c in range(10)]))
+    return x[keep], y[keep]
+
+
+def recipes():
+    """{method: (preset, overrides)} at equal epochs."""
+    from mobilevit_utils import training
+
+    finetune = training.get_recipe("finetune")
+    total = finetune.head_epochs + finetune.epochs
+    cpu = training.get_recipe("cpu")
+    scratch = {
+        field: getattr(cpu, field)
+        for field in ("learning_rate", "min_learning_rate", "weight_decay", "warmup_epochs")
+    }
+    return {
+        "fine-tuned": ("finetune", {}),
+        "from scratch": (
+            "finetune",
+            {**scratch, "init_from": None, "head_epochs": 0, "epochs": total},
+        ),
+    }
+
+
+def measure(n, method, seed, pool, test):
+    from mobilevit_utils import data, evaluation, training
+
+    x, y = first_per_class(*pool, n)
+    names = tuple(str(d) for d in range(10))
+    dataset = data.ImageDataset(x, y, x[:0], y[:0], names, "sklearn.datasets.load_digits")
+    preset, overrides = recipes()[method]
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = training.train(
+            preset,
+            run_dir=Path(run_dir) / "run",
+            dataset=dataset,
+            validation_split=0.0,
+            seed=seed,
+            print_fn=lambda *_: None,
+            **overrides,
+        )
+        config = result["config"]
+        epochs = config.epochs + (config.head_epochs if config.init_from else 0)
+        seconds = sum(row["epoch_time_s"] for row in result["history"])
+        if config.init_from:
+            seconds += sum(
+                row["epoch_time_s"] for row in training.read_history(Path(run_dir) / "run" / "head")
+            )
+        report = evaluation.evaluate(result["model"], *test, names)
+    return {
+        "images_per_class": n,
+        "method": method,
+        "seed": seed,
+        "epochs": epochs,
+        "test_accuracy": f"{report.accuracy:.4f}",
+        "train_time_s": f"{seconds:.0f}",
+    }
+
+
+def read_rows(path):
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(rows, path):
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def summary(rows):
+    """{(n, method): (mean accuracy, [accuracies])}."""
+    table = {}
+    for row in rows:
+        key = (int(row["images_per_class"]), row["method"])
+        table.setdefault(key, []).append(float(row["test_accuracy"]))
+    return {key: (float(np.mean(values)), values) for key, values in sorted(table.items())}
+
+
+def markdown(rows, test_images):
+    table = summary(rows)
+    lines = [
+        "| images per class | fine-tuned | from scratch | difference |",
+        "|---|---|---|---|",
+    ]
+    for n in sorted({n for n, _ in table}):
+        cells = []
+        for method in METHODS:
+            mean, values = table.get((n, method), (None, []))
+            cells.append(
+                "not measured"
+                if mean is None
+                else f"{100 * mean:.1f} % ({', '.join(f'{100 * v:.1f}' for v in values)})"
+            )
+        both = all((n, m) in table for m in METHODS)
+        diff = (
+            f"{100 * (table[(n, METHODS[0])][0] - table[(n, METHODS[1])][0]):+.1f} points"
+            if both
+            else "-"
+        )
+        lines.append(f"| {n} | {cells[0]} | {cells[1]} | {diff} |")
+    epochs = sorted({str(row["epochs"]) for row in rows})
+    return "\n".join(lines) + (
+        f"\n\nTest accuracy on the same {test_images:,} held-out digits: the mean over seeds, "
+        f"each seed's in brackets; {'/'.join(epochs)} epochs either way. "
+        "Made by `python benchmarks/finetune_digits.py`."
+    )
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mobilevit_utils import plots
+
+    table = summary(rows)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, marker in zip(METHODS, ("o", "s")):
+        points = sorted(
+            (n, mean, values) for (n, m), (mean, values) in table.items() if m == method
+        )
+        if not points:
+            continue
+        ns = [p[0] for p in points]
+        ax.plot(ns, [100 * p[1] for p in points], marker=marker, label=method)
+        for n, _, values in points:
+            ax.scatter([n] * len(values), [100 * v for v in values], color="grey", s=8, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xticks(SIZES, [str(n) for n in SIZES])
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("sklearn digits: fine-tuning the CIFAR-10 model vs from scratch")
+    ax.legend()
+    plots.save(fig, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", action="store_true", help="only the table and plot")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    args = parser.parse_args(argv)
+
+    csv_path = args.results_dir / "finetune_digits.csv"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_rows(csv_path)
+    pool, test = splits()
+    if not args.report:
+        from mobilevit_utils import environment
+
+        environment.start_backend_quietly()
+        done = {(int(r["images_per_class"]), r["method"], int(r["seed"])) for r in rows}
+        for n in args.sizes:
+            for seed in args.seeds:
+                for method in METHODS:
+                    if (n, method, seed) in done:
+                        continue
+                    rows.append(measure(n, method, seed, pool, test))
+                    write_rows(rows, csv_path)
+                    print(
+                        f"{n} per class, {method}, seed {seed}: {rows[-1]['test_accuracy']}",
+                        flush=True,
+                    )
+    (args.results_dir / "finetune_digits.md").write_text(markdown(rows, len(test[1])) + "\n")
+    plot(rows, args.results_dir / "finetune_digits.png")
+    print(markdown(rows, len(test[1])))
+
+
+if __name__ == "__main__":
+    main()

@@ -38,25 +38,13 @@ METHODS = ("fine-tuned", "from scratch")
 COLUMNS = ("images_per_class", "method", "seed", "epochs", "test_accuracy", "train_time_s")
 
 
-def digits(size=32):
-    """(images uint8 (N, size, size, 3), labels): the digits' 0-16 levels scaled to 0-255,
-    enlarged bilinearly, grey in all three channels."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    small = (bunch.images * (255 / 16)).round().astype("uint8")
-    big = np.stack(
-        [np.asarray(Image.fromarray(i).resize((size, size), Image.BILINEAR)) for i in small]
-    )
-    return np.repeat(big[..., None], 3, axis=-1), bunch.target.astype("int32")
-
-
 def splits(seed=0):
     """(train pool, test) as ((x, y), (x, y)): 30 % held out, stratified."""
     from sklearn.model_selection import train_test_split
 
-    x, y = digits()
+    from mobilevit_utils import data
+
+    x, y = data.load_digits_images()
     x_pool, x_test, y_pool, y_test = train_test_split(
         x, y, test_size=0.3, random_state=seed, stratify=y
     )

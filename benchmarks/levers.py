@@ -43,6 +43,18 @@ LEVERS = (
     Lever("fewer transformer layers at 4x4, more channels at 16x16", "rebalanced"),
     Lever("MobileViTv2 width 0.5 (separable attention; 1.34x the MACs)", "v2-separable-attention"),
     Lever("dynamic depthwise convolution (4 kernels)", "dynamic-conv"),
+    # Layouts at the baseline's training time (fewer epochs for slower layouts).
+    Lever("MobileViTv2 width 0.5, equal training time", "v2-050-equal-time"),
+    Lever("MobileViTv2 width 0.75, equal training time", "v2-075-equal-time"),
+    Lever("rebalanced v1 layout, equal training time", "rebalanced-equal-time"),
+    # The stacked small levers on the v2 layout, each seed against v2 alone with that seed.
+    Lever(
+        "the bundle on MobileViTv2 0.5 (label smoothing 0.2, warming weight average, "
+        "alternating flip, batch 256, decay to zero)",
+        "v2-bundle",
+        "v2-separable-attention",
+    ),
+    Lever("the bundle, seed 43", "v2-bundle-seed43", "v2-separable-attention-seed43"),
     Lever("label smoothing 0.2 instead of 0.1", "label-smoothing-0.2"),
     Lever("peak learning rate 2e-3 with EMA", "ema-lr2e-3"),
     Lever("batch 256, peak learning rate 3e-3, with EMA", "ema-batch256"),

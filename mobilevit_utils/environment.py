@@ -79,6 +79,18 @@ def project_root(start=None):
     return None
 
 
+def repository_file(relative, repo_url, branch="main"):
+    """A committed file of the repository (`benchmarks/results/...`): the checkout's copy, else
+    downloaded from `repo_url` and cached (Colab installs the package, not the repository)."""
+    root = project_root()
+    if root is not None and (root / relative).is_file():
+        return root / relative
+    import keras
+
+    origin = f"{repo_url.rstrip('/')}/raw/{branch}/{relative}"
+    return Path(keras.utils.get_file(Path(relative).name, origin))
+
+
 def display_path(path):
     """`path` as committed files record it: relative to the repository (or the working
     directory) when inside it, so no machine's absolute paths end up in results."""

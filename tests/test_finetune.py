@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import learnable_images, tiny_dataset, write_image_tree
 
-from mobilevit_utils import cli, inference, models, presets, training
+from mobilevit_utils import cli, data, inference, models, presets, training
 
 QUIET = {"print_fn": lambda *_: None}
 
@@ -129,3 +129,35 @@ def test_init_from_problems_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert status == 2 and "offline?" in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_interrupted_finetune_resumes_in_its_second_phase_and_final_fit(tmp_path):
+    """Stopped during phase 2 of a final fit (no validation split): --resume skips the finished
+    head phase and continues phase 2 from its last finished epoch."""
+
+    class StopAtEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    images = tiny_dataset(n_per_class=10, classes=3)
+    every_image = data.ImageDataset(
+        images.x_train,
+        images.y_train,
+        images.x_val[:0],
+        images.y_val[:0],
+        images.class_names,
+        "synthetic",
+    )
+    settings = dict(
+        dataset=every_image, epochs=2, head_epochs=1, batch_size=8, validation_split=0.0
+    )
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.train("finetune", run_dir=run, callbacks=[StopAtEpoch2()], **settings, **QUIET)
+    assert training.run_finished(run / "head") and (run / "backup").exists()
+    lines = []
+    result = training.train("finetune", run_dir=run, resume=True, print_fn=lines.append, **settings)
+    assert not any(line.startswith("phase 1") for line in lines)
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["2/2"]
+    assert len(result["history"]) == 2 and result["metadata"]["val_images"] == 0

@@ -16,6 +16,7 @@ rows), finetune_digits.md (the table) and finetune_digits.png (the plot).
 
     python benchmarks/finetune_digits.py                   # every missing run
     python benchmarks/finetune_digits.py --report          # table and plot from the CSV only
+    python benchmarks/finetune_digits.py --choose-lr       # the finetune preset's learning rates
 """
 
 from __future__ import annotations
@@ -111,6 +112,40 @@ def measure(n, method, seed, pool, test):
     }
 
 
+# Candidate (learning_rate, head_learning_rate) pairs for the finetune preset, judged by
+# --choose-lr on training-pool digits that the run does not train on (never the test set).
+LR_CANDIDATES = ((2e-4, 1e-3), (5e-4, 3e-3), (1e-3, 3e-3))
+
+
+def choose_learning_rates(pool, n=50, seed=0):
+    """Fine-tune on the first `n` pool images per class with each candidate; print accuracy on
+    the pool's other images."""
+    from mobilevit_utils import data, evaluation, training
+
+    x, y = pool
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:n] for c in range(10)]))
+    rest = np.setdiff1d(np.arange(len(y)), keep)
+    names = tuple(str(d) for d in range(10))
+    dataset = data.ImageDataset(x[keep], y[keep], x[:0], y[:0], names, "digits")
+    for lr, head_lr in LR_CANDIDATES:
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = training.train(
+                "finetune",
+                run_dir=Path(run_dir) / "run",
+                dataset=dataset,
+                validation_split=0.0,
+                seed=seed,
+                learning_rate=lr,
+                head_learning_rate=head_lr,
+                print_fn=lambda *_: None,
+            )
+            accuracy = evaluation.evaluate(result["model"], x[rest], y[rest], names).accuracy
+        print(
+            f"lr {lr} head {head_lr}: pool images not trained on ({len(rest)}): {accuracy:.4f}",
+            flush=True,
+        )
+
+
 def read_rows(path):
     if not path.exists():
         return []
@@ -198,6 +233,11 @@ def plot(rows, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", action="store_true", help="only the table and plot")
+    parser.add_argument(
+        "--choose-lr",
+        action="store_true",
+        help="compare the finetune preset's candidate learning rates on held-out pool digits",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
@@ -207,6 +247,12 @@ def main(argv=None):
     args.results_dir.mkdir(parents=True, exist_ok=True)
     rows = read_rows(csv_path)
     pool, test = splits()
+    if args.choose_lr:
+        from mobilevit_utils import environment
+
+        environment.start_backend_quietly()
+        choose_learning_rates(pool)
+        return
     if not args.report:
         from mobilevit_utils import environment
 

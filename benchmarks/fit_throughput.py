@@ -116,8 +116,11 @@ def main(argv=None):
             soft_labels=soft,
             seed=config.seed,
             parallel=config.parallel_augmentation,
+            flip_schedule=flips if augment else None,
         )
 
+    # An alternating-flip policy as train runs it: the schedule and its callback.
+    flips = data_lib.FlipSchedule(n_train, config.seed) if policy.flip == "alternating" else None
     val_batches = data_lib.make_batches(
         dataset.x_val,
         dataset.y_val,
@@ -174,6 +177,8 @@ def main(argv=None):
                 if with_callbacks
                 else []
             )
+            if flips and augment:
+                callbacks.append(training.FlipEpoch(flips))
             models[spe].fit(
                 train_batches(augment),
                 validation_data=val_batches if validate else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -201,6 +202,16 @@ def _on_error(args):
     return "skip" if getattr(args, "skip_bad_images", False) else "raise"
 
 
+def _check_folder_path(flag, path):
+    """Refuse, before any work, an output folder that is a file or sits inside one."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise CLIError(f"{flag} {path}: {part} is a file; choose a folder path")
+        if part.exists():
+            return
+
+
 def _check_positive(name, value, minimum=1):
     if value is not None and value < minimum:
         raise CLIError(f"{name} must be at least {minimum}, got {value}")
@@ -232,10 +243,23 @@ def _train(args):
             f"--augmentation must be one of {list(augmentation.POLICIES)}, "
             f"got {overrides['augmentation']!r}"
         )
-    config = dataclasses.replace(training.get_recipe(args.preset), **overrides)
+    preset = training.get_recipe(args.preset)
+    config = dataclasses.replace(preset, **overrides)
     for field, need, value in config.problems():
+        if field == "min_learning_rate":  # no flag of its own: --lr went below it
+            raise CLIError(
+                f"--lr must be at least the recipe's final learning rate "
+                f"{config.min_learning_rate:g}, got {config.learning_rate:g}"
+            )
         flag = TRAIN_OVERRIDES.get(field, field)
         raise CLIError(f"{flag} must be {need}, got {value}")
+    if config.init_from and "model" in overrides:
+        raise CLIError(
+            "--model and --init-from both choose the layout: fine-tuning keeps the source's "
+            "(drop --model, or pass --init-from none to train --model from scratch)"
+        )
+    if "head_epochs" in overrides and not config.init_from:
+        raise CLIError("--head-epochs needs --init-from: only a fine-tuned model has a new head")
     if args.image_size and min(args.image_size) < 32:  # the model's smallest input
         raise CLIError(
             f"--image-size must be at least 32 32, got {args.image_size[0]} {args.image_size[1]}"
@@ -291,11 +315,18 @@ def _add_evaluate(sub):
 def _evaluate_command(args):
     from mobilevit_utils import evaluation, inference
 
+    _check_folder_path("--out", args.out)
     model, metadata = inference.load_classifier(args.model)
     x, y, class_names, source = evaluation.evaluation_data(
         metadata, args.data_dir, args.split, on_error=_on_error(args)
     )
     if args.split == "test" and "(val split)" in source:
+        if metadata.get("validation_split", 0.1) == 0:
+            raise CLIError(
+                "the data has no test/ folder and this model trained on every image "
+                "(validation_split 0): there is nothing it has not seen; pass --data-dir with a "
+                "test/ folder"
+            )
         print("no test split in the data: evaluating the validation split training held out")
     report = evaluation.evaluate(model, x, y, class_names, flip=args.flip_tta, shift=args.shift_tta)
     views = [name for name, on in (("flip", args.flip_tta), ("shift", args.shift_tta)) if on]
@@ -303,7 +334,7 @@ def _evaluate_command(args):
     evaluation.write_report(report, args.out, images=x, title=title)
     print(f"evaluated {title} on {len(y)} images from {source}")
     print(f"accuracy={report.accuracy:.4f}")
-    if report.top5_accuracy is not None:  # with 5 classes or fewer it is always 1
+    if not math.isnan(report.top5_accuracy):  # with 5 classes or fewer it is always 1
         print(f"top5_accuracy={report.top5_accuracy:.4f}")
     print(f"macro_f1={report.macro_f1:.4f}")
     print(f"report: {args.out}")
@@ -342,6 +373,7 @@ def image_paths(arguments):
                 f
                 for f in path.rglob("*")
                 if f.suffix.lower() in data_lib.IMAGE_EXTENSIONS
+                and not f.is_dir()
                 and not any(part.startswith(".") for part in f.relative_to(path).parts)
             )
             if not found:
@@ -368,6 +400,10 @@ def _predict_command(args):
     output = Path(args.output) if args.output else None
     if output is not None and output.suffix not in (".csv", ".jsonl"):
         raise CLIError(f"--output must end in .csv or .jsonl, got {output.name}")
+    if output is not None:
+        if output.is_dir():
+            raise CLIError(f"--output {output} is a folder; name a .csv or .jsonl file")
+        _check_folder_path("--output", output.parent)
     paths, failures = image_paths(args.images)
     total = len(paths) + len(failures)
     if not paths:
@@ -480,6 +516,7 @@ def _export_command(args):
 
     _check_positive("--calibration-samples", args.calibration_samples)
     out = Path(args.out)
+    _check_folder_path("--out", out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; export writes a folder: choose another path")
     if Path(args.model).suffix != ".keras":
@@ -509,6 +546,11 @@ def _export_command(args):
                 "--quantization fp32/fp16/dynamic, which need none"
             ) from None
         calibration = export.calibration_sample(source.x_train, args.calibration_samples)
+    evaluation_set = None
+    if args.eval_data:  # before writing anything: a problem with it refuses the whole command
+        evaluation_set, split = evaluation.held_out_data(
+            metadata, args.eval_data, on_error=_on_error(args)
+        )
     paths = export.export(
         model,
         args.out,
@@ -525,9 +567,7 @@ def _export_command(args):
         .uniform(0, 255, size=(16, *model.input_shape[1:]))
         .astype("float32")
     )
-    evaluation_set = None
-    if args.eval_data:
-        evaluation_set, split = evaluation.held_out_data(metadata, args.eval_data)
+    if evaluation_set is not None:
         print(f"accuracy on the {split} split of {args.eval_data}")
     print(f"{'precision':<10}{'size KB':>10}  {'parity':<34}{'accuracy':>9}")
     for precision, path in paths.items():
@@ -572,8 +612,8 @@ def _user_errors():
         PermissionError,
         FileNotFoundError,
         ValueError,
-        ConnectionError,  # a hub preset while offline
         ImportError,  # a hub preset without transformers installed
+        OSError,  # unwritable or odd paths, and a hub preset offline (ConnectionError)
     )
 
 
@@ -597,10 +637,8 @@ def main(argv=None):
     try:
         status = args.handler(args)
     except KeyboardInterrupt:
-        print(
-            "interrupted; rerun with --resume to continue from the last finished epoch",
-            file=sys.stderr,
-        )
+        resume = "; rerun with --resume to continue from the last finished epoch"
+        print(f"interrupted{resume if args.command == 'train' else ''}", file=sys.stderr)
         return 130
     except _user_errors() as error:
         if os.environ.get("MOBILEVIT_VERBOSE"):

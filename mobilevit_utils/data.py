@@ -142,9 +142,10 @@ SPLITS = ("train", "val", "test")
 
 
 def _hidden(path):
-    """Names starting with a dot (.git, .ipynb_checkpoints, macOS's ._* AppleDouble files) are
-    never images or classes, as for `image_dataset_from_directory`."""
-    return path.name.startswith(".")
+    """Names starting with a dot (.git, .ipynb_checkpoints, macOS's ._* AppleDouble files) and
+    macOS's __MACOSX folders are never images or classes (`image_dataset_from_directory`
+    ignores dot-names too)."""
+    return path.name.startswith(".") or path.name == "__MACOSX"  # zip files made on macOS
 
 
 def _image_files(folder):

@@ -34,7 +34,7 @@ class EvaluationReport:
     y_true: np.ndarray
     probabilities: np.ndarray
     accuracy: float
-    top5_accuracy: float | None  # None with 5 classes or fewer, where it is always 1
+    top5_accuracy: float  # NaN with 5 classes or fewer, where it would always be 1
     macro_f1: float
     weighted_f1: float
     confusion: np.ndarray
@@ -100,11 +100,11 @@ def evaluate_predictions(y_true, probabilities, class_names):
         {"precision": precision, "recall": recall, "f1": f1, "support": support},
         index=pd.Index(list(class_names), name="class"),
     )
-    # With 5 classes or fewer every label is in the top 5: not reported.
+    # With 5 classes or fewer every label is in the top 5: not defined (NaN), not 1.
     top5 = (
         float(metrics.top_k_accuracy_score(y_true, probabilities, k=5, labels=labels))
         if len(class_names) > 5
-        else None
+        else float("nan")
     )
     ece, reliability = calibration(y_true, probabilities)
     return EvaluationReport(
@@ -237,6 +237,8 @@ def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     if data_dir:
         size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
         root = data_lib.resolve_local_root(data_dir)
+        if split == "test" and not (root / "test").is_dir() and (root / "val").is_dir():
+            split = "val"  # a val/ folder of its own beats a slice of train/
         if (root / split).is_dir():
             x, y, _, _ = data_lib.load_split_folder(
                 root / split, tuple(class_names), size, on_error=on_error
@@ -256,7 +258,7 @@ def has_test_split(data_dir=None):
     return not local or (data_lib.resolve_local_root(local) / "test").is_dir()
 
 
-def held_out_data(metadata, data_dir=None):
+def held_out_data(metadata, data_dir=None, on_error="raise"):
     """`evaluation_data` on the test split where the data has one, else on the validation split
     training held out; returns ((images, labels, class_names, source), split name)."""
     if not has_test_split(data_dir):
@@ -265,5 +267,5 @@ def held_out_data(metadata, data_dir=None):
                 "This model was trained on every training image (validation_split=0), so "
                 "this data holds no images it has not seen; evaluate it on a test/ split."
             )
-        return evaluation_data(metadata, data_dir, "val"), "val"
-    return evaluation_data(metadata, data_dir, "test"), "test"
+        return evaluation_data(metadata, data_dir, "val", on_error), "val"
+    return evaluation_data(metadata, data_dir, "test", on_error), "test"

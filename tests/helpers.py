@@ -26,14 +26,9 @@ def tiny_dataset(n_per_class=12, classes=3, size=32, seed=0):
 
 
 def write_image_tree(root, images, labels, class_names):
-    """Save images as root/<class name>/<i>.png, the layout `data.load_dataset` reads."""
-    from PIL import Image
-
+    """Save images as root/<class name>/NNNN.png, the layout `data.load_dataset` reads."""
     root = Path(root)
-    for i, (image, label) in enumerate(zip(images, labels)):
-        folder = root / class_names[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    data.save_image_folder(root.parent, images, labels, class_names, split=root.name)
     return root
 
 

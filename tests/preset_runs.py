@@ -68,3 +68,21 @@ for name in recipes:
         gap = np.abs(runner.predict(dataset.x_val) - export.keras_logits(model, dataset.x_val))
         assert gap.max() < 1e-3, f"{name}: TFLite differs from Keras by {gap.max()}"
         print(f"{backend} {name}: exported to TFLite fp32 without float16 tensors", flush=True)
+
+# The bundle's levers, which no preset uses yet: the weight average (read through the trainer's
+# state on JAX) and the alternating flip.
+result = training.train(
+    "quick",
+    run_dir=out_dir / f"{backend}-levers",
+    dataset=dataset,
+    epochs=2,
+    batch_size=8,
+    warmup_epochs=0,
+    weight_averaging=True,
+    averaging_interval=1,
+    augmentation="light_alternating",
+    print_fn=lambda *_: None,
+    **({"jit_compile": "auto"} if backend == "torch" else {}),
+)
+assert len(result["history"]) == 2 and all(np.isfinite(r["loss"]) for r in result["history"])
+print(f"{backend} levers: weight averaging and alternating flip trained two epochs", flush=True)

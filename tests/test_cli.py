@@ -375,3 +375,68 @@ def test_skip_bad_images_image_size_and_folder_predictions(project, capsys):
         photos,
         says="--output must end in .csv or .jsonl",
     )
+
+
+def test_conflicting_flags_and_unwritable_outputs_are_refused_first(project, capsys, trained_run):
+    out = project / "run"
+    refused(
+        capsys,
+        "train",
+        "--lr",
+        "1e-5",
+        "--out",
+        out,
+        says="--lr must be at least the recipe's final learning rate 2e-05",
+    )
+    refused(
+        capsys,
+        "train",
+        "--preset",
+        "finetune",
+        "--model",
+        "v2_050_cifar",
+        "--out",
+        out,
+        says=["--model and --init-from", "--init-from none"],
+    )
+    refused(
+        capsys, "train", "--head-epochs", "2", "--out", out, says="--head-epochs needs --init-from"
+    )
+    assert not out.exists()
+    (project / "file").write_text("")
+    model = trained_run / "model.keras"
+    refused(
+        capsys, "evaluate", "--model", model, "--out", project / "file" / "report", says="is a file"
+    )
+    (project / "folder.csv").mkdir()
+    refused(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--output",
+        project / "folder.csv",
+        project,
+        says="is a folder",
+    )
+    refused(
+        capsys,
+        "export",
+        "--model",
+        model,
+        "--quantization",
+        "fp32",
+        "--out",
+        project / "tflite",
+        "--eval-data",
+        project / "missing",
+        says="does not exist",
+    )
+    assert not (project / "tflite").exists()  # refused before converting anything
+
+
+def test_macos_zip_folders_are_ignored(project):
+    tree = image_tree(project / "ds")
+    (tree / "train" / "__MACOSX").mkdir()
+    (tree / "train" / "__MACOSX" / "._0001.jpg").write_bytes(b"\x00")
+    assert data.list_image_folder(tree / "train")[2] == ("a", "b", "c")

@@ -40,6 +40,10 @@ def test_every_recipe_trains_reloads_and_evaluates(backend, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     for recipe in training.RECIPES:
         assert f"{backend} {recipe}: trained one epoch" in result.stdout
+    assert (
+        f"{backend} levers: weight averaging and alternating flip trained two epochs"
+        in result.stdout
+    )
     if backend == "tensorflow":  # each model and precision among the recipes, once
         kinds = {(r.model, r.mixed_precision): n for n, r in reversed(training.RECIPES.items())}
         for recipe in kinds.values():

@@ -21,7 +21,7 @@ def test_presets_are_plain_editable_data():
     quick = training.get_recipe("quick")
     edited = dataclasses.replace(quick, epochs=5)
     assert edited.epochs == 5 and quick.epochs == 2
-    assert set(training.RECIPES) == {"quick", "cpu", "gpu"}
+    assert set(training.RECIPES) == {"quick", "cpu", "gpu", "finetune"}
     assert training.RECIPES["gpu"].mixed_precision
     with pytest.raises(ValueError, match="expected one of"):
         training.get_recipe("fast")

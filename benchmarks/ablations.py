@@ -202,13 +202,10 @@ def read_rows(csv_path):
 def write_rows(rows, csv_path):
     """Rows in `RUNS` order; written to a temporary file first so a crash never truncates it."""
     order = {name: i for i, name in enumerate(RUNS)}
+    from benchmarks.readme_tables import write_csv
+
     ordered = sorted(rows.values(), key=lambda row: order.get(row["name"], len(order)))
-    tmp = csv_path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(ordered)
-    tmp.replace(csv_path)
+    write_csv(ordered, csv_path, COLUMNS)
 
 
 def keep_run_files(run_dir, results_dir, name):
@@ -277,13 +274,13 @@ def markdown_table(rows):
         float(row["val_accuracy"]) for name, row in rows.items() if name.startswith("baseline")
     ]
     lines = [
-        "| run | change against the baseline | val accuracy | vs baseline | macro F1 | fit time | MACs |",
-        "|---|---|---|---|---|---|---|",
+        "| run | change against the baseline | epochs | val accuracy | vs baseline | macro F1 | fit time | MACs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         delta = 100 * (float(row["val_accuracy"]) - base)
         lines.append(
-            f"| {name} | {row['change']} | {100 * float(row['val_accuracy']):.2f} % | "
+            f"| {name} | {row['change']} | {row['epochs']} | {100 * float(row['val_accuracy']):.2f} % | "
             f"{delta:+.2f} | {float(row['macro_f1']):.4f} | {int(row['train_time_s']) / 60:.0f} min | "
             f"{int(row['macs']) / 1e6:.1f} M |"
         )
@@ -293,11 +290,12 @@ def markdown_table(rows):
         if len(seeds) > 1
         else "Only one seed of the baseline has finished, so the noise is not measured yet."
     )
-    epochs = {row["epochs"] for row in rows.values()}
     return "\n".join(lines) + (
-        f"\n\nEvery run: the `cpu` recipe for {'/'.join(sorted(epochs))} epochs on the same "
-        f"45,000/5,000 split, one change each. {noise} Fit times include validation and were "
-        "measured while other work shared the two cores."
+        "\n\nEvery run: the `cpu` recipe on the same 45,000/5,000 split, one change each, for "
+        "12 epochs, or, for the equal-time rows, as many as the baseline's 12 take at the "
+        "layout's measured speed (benchmarks/results/layouts_train_throughput.txt). "
+        f"{noise} Fit times include validation and were measured while other work shared the "
+        "two cores."
     )
 
 
@@ -359,7 +357,8 @@ def main(argv=None):
             args.results_dir,
             print_fn=lambda line: print(f"  {line}", flush=True),
         )
-        write_rows(rows, csv_path)
+        # Merged with the file as it is now: another runner may have added rows meanwhile.
+        write_rows({**read_rows(csv_path), name: rows[name]}, csv_path)
         print(f"{name}: val_accuracy {rows[name]['val_accuracy']}", flush=True)
 
 

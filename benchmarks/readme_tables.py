@@ -1,7 +1,21 @@
-"""Rewrite a generated table in the README between `<!-- NAME:start -->` and `<!-- NAME:end -->`,
-so that every number there comes from a committed results file."""
+"""Results files and the README tables made from them: `write_csv` writes a results CSV
+atomically; `replace_block` rewrites a generated table in the README between
+`<!-- NAME:start -->` and `<!-- NAME:end -->`, so that every number there comes from a
+committed results file."""
 
 from __future__ import annotations
+
+import csv
+
+
+def write_csv(rows, path, columns):
+    """Rows (dicts) to `path`, through a temporary file so that a crash never truncates it."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def replace_block(readme, name, content):

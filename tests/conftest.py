@@ -23,6 +23,18 @@ def _seed():
     keras.utils.set_random_seed(0)
 
 
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """Run in a throwaway 'project' so caches and extractions land in tmp_path/data, with no
+    local dataset found (MOBILEVIT_DATA_DIR unset) and artifacts under tmp_path/artifacts."""
+    (tmp_path / "mobilevit_utils").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A run folder with a briefly trained model on the synthetic, learnable dataset."""

@@ -31,6 +31,7 @@ for name in recipes:
         run_dir=out_dir / f"{backend}-{name}",
         dataset=dataset,
         epochs=1,
+        head_epochs=1,  # fine-tuning recipes only: one epoch of the new head first
         batch_size=8,
         warmup_epochs=0,
         print_fn=lines.append,

@@ -12,7 +12,7 @@ from helpers import learnable_images, write_image_tree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import ablations, epoch_scaling, fit_throughput, levers  # noqa: E402
+from benchmarks import ablations, epoch_scaling, finetune_digits, fit_throughput, levers  # noqa: E402
 from benchmarks.readme_tables import replace_block  # noqa: E402
 
 
@@ -115,3 +115,16 @@ def test_epoch_scaling_reproduces_the_committed_bilinear_series(capsys):
     committed = (ablations.RESULTS / "epoch_scaling_bilinear.txt").read_text()
     assert printed.strip() == committed.split("\n", 1)[1].strip()  # after the command line
     assert "12 -> 24 epochs: +3.82 points per doubling" in printed
+
+
+def test_finetune_digits_table_and_readme_come_from_the_committed_runs():
+    rows = finetune_digits.read_rows(finetune_digits.RESULTS / "finetune_digits.csv")
+    assert {(int(r["images_per_class"]), r["method"]) for r in rows} == {
+        (n, m) for n in finetune_digits.SIZES for m in finetune_digits.METHODS
+    }
+    (_, _), (_, y_test) = finetune_digits.splits()
+    table = finetune_digits.markdown(rows, len(y_test))
+    assert (finetune_digits.RESULTS / "finetune_digits.md").read_text() == table + "\n"
+    readme = (ROOT / "README.md").read_text()
+    for (n, method), (mean, _) in finetune_digits.summary(rows).items():
+        assert f"{100 * mean:.1f}" in readme, (n, method)

@@ -5,6 +5,7 @@ named, and skipped on request."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,17 +13,6 @@ from helpers import learnable_images, write_image_tree
 from PIL import Image
 
 from mobilevit_utils import cli, data
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A throwaway project folder, so caches land in tmp_path/data and no real data is found."""
-    (tmp_path / "mobilevit_utils").mkdir()
-    (tmp_path / "pyproject.toml").write_text("")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)
-    monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))
-    return tmp_path
 
 
 def run(capsys, *args):
@@ -44,6 +34,12 @@ def refused(capsys, *args, says):
     for part in [says] if isinstance(says, str) else says:
         assert part in err, err
     return err
+
+
+def refused_training(capsys, data_dir, out, says):
+    """A quick-preset `train` on `data_dir` is refused, and leaves no run folder."""
+    refused(capsys, "train", "--preset", "quick", "--data-dir", data_dir, "--out", out, says=says)
+    assert not Path(out).exists()
 
 
 def image_tree(root, classes=("a", "b", "c"), per_class=8, size=32):
@@ -115,33 +111,11 @@ def test_output_paths_that_are_files_or_hold_results(project, capsys):
 def test_degenerate_datasets_are_refused_and_leave_nothing(project, capsys):
     one = project / "one"
     write_image_tree(one / "train", *learnable_images(6, classes=1), ["only"])
-    refused(
-        capsys,
-        "train",
-        "--preset",
-        "quick",
-        "--data-dir",
-        one,
-        "--out",
-        project / "r1",
-        says="needs at least 2 class folders",
-    )
-    assert not (project / "r1").exists()
+    refused_training(capsys, one, project / "r1", says="needs at least 2 class folders")
 
     tree = image_tree(project / "ds")
     (tree / "train" / "empty").mkdir()
-    refused(
-        capsys,
-        "train",
-        "--preset",
-        "quick",
-        "--data-dir",
-        tree,
-        "--out",
-        project / "r2",
-        says=["empty", "holds no images", "remove it"],
-    )
-    assert not (project / "r2").exists()
+    refused_training(capsys, tree, project / "r2", says=["empty", "holds no images", "remove it"])
 
 
 def test_hidden_files_and_folders_are_never_images_or_classes(project):
@@ -176,18 +150,7 @@ def test_bad_image_files_say_what_is_wrong(project, capsys):
         assert reason in message and str(folder / name) in message, message
         assert "--skip-bad-images" in message and "\n" not in message
         assert "BytesIO" not in message
-    refused(
-        capsys,
-        "train",
-        "--preset",
-        "quick",
-        "--data-dir",
-        tree,
-        "--out",
-        project / "r",
-        says=["Cannot decode", "--skip-bad-images"],
-    )
-    assert not (project / "r").exists()
+    refused_training(capsys, tree, project / "r", says=["Cannot decode", "--skip-bad-images"])
 
 
 def test_mixed_sizes_name_the_flag(project):

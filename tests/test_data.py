@@ -8,16 +8,6 @@ from mobilevit_utils import augmentation as aug
 from mobilevit_utils import data
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """Run in a throwaway 'project' so caches and extractions land in tmp_path/data."""
-    (tmp_path / "mobilevit_utils").mkdir()
-    (tmp_path / "pyproject.toml").write_text("")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)
-    return tmp_path
-
-
 def make_tree(root, per_class=(6, 6, 6), size=(12, 10), split="train", seed=0):
     names = ["cat", "dog", "emu"][: len(per_class)]
     labels = np.repeat(np.arange(len(per_class)), per_class)

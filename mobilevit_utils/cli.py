@@ -246,11 +246,6 @@ def _train(args):
     preset = training.get_recipe(args.preset)
     config = dataclasses.replace(preset, **overrides)
     for field, need, value in config.problems():
-        if field == "min_learning_rate":  # no flag of its own: --lr went below it
-            raise CLIError(
-                f"--lr must be at least the recipe's final learning rate "
-                f"{config.min_learning_rate:g}, got {config.learning_rate:g}"
-            )
         flag = TRAIN_OVERRIDES.get(field, field)
         raise CLIError(f"{flag} must be {need}, got {value}")
     if config.init_from and "model" in overrides:

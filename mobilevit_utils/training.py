@@ -90,10 +90,7 @@ class TrainConfig:
             "epochs": (self.epochs >= 1, "at least 1"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
             "learning_rate": (self.learning_rate > 0, "above 0"),
-            "min_learning_rate": (
-                0 <= self.min_learning_rate <= self.learning_rate,
-                "between 0 and the peak learning rate",
-            ),
+            "min_learning_rate": (self.min_learning_rate >= 0, "at least 0"),
             "warmup_epochs": (0 <= self.warmup_epochs, "at least 0"),
             "weight_decay": (self.weight_decay >= 0, "at least 0"),
             "label_smoothing": (0 <= self.label_smoothing < 1, "at least 0 and below 1"),
@@ -224,7 +221,8 @@ def make_schedule(config, steps_per_epoch):
         warmup_target=config.learning_rate if warmup else None,
         warmup_steps=warmup,
         decay_steps=total - warmup,
-        alpha=config.min_learning_rate / config.learning_rate,
+        # A peak below the recipe's floor (--lr 1e-9, say) stays flat instead of rising.
+        alpha=min(1.0, config.min_learning_rate / config.learning_rate),
     )
 
 

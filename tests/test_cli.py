@@ -345,15 +345,6 @@ def test_conflicting_flags_and_unwritable_outputs_are_refused_first(project, cap
     refused(
         capsys,
         "train",
-        "--lr",
-        "1e-5",
-        "--out",
-        out,
-        says="--lr must be at least the recipe's final learning rate 2e-05",
-    )
-    refused(
-        capsys,
-        "train",
         "--preset",
         "finetune",
         "--model",

@@ -6,7 +6,7 @@ recipe for 12 epochs, split seed 42, one change per run) and are compared with t
 the baseline's seeds. The release line comes from the released checkpoint's results.json.
 
     python benchmarks/levers.py                     # print the table
-    python benchmarks/levers.py --readme README.md  # also rewrite the README's levers block
+    python benchmarks/levers.py --readme benchmarks/README.md  # also rewrite its levers block
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def table(rows, release=RELEASE):
         )
     notes.append(
         "Speed of each layout (images/s in training, TFLite latency): "
-        "[variants_train_throughput.txt](benchmarks/results/variants_train_throughput.txt), "
-        "[variants.md](benchmarks/results/variants.md)."
+        "[variants_train_throughput.txt](results/variants_train_throughput.txt), "
+        "[variants.md](results/variants.md)."
     )
     if (release / "results.json").exists():
         results = json.loads((release / "results.json").read_text())

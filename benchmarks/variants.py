@@ -8,7 +8,7 @@ The table goes to benchmarks/results/variants.csv and, as Markdown, variants.md:
 
     python benchmarks/variants.py                      # every variant below
     python benchmarks/variants.py --only xxs_cifar v2_050_cifar --runs 50
-    python benchmarks/variants.py --readme README.md   # README table from variants.md, no run
+    python benchmarks/variants.py --readme benchmarks/README.md   # the table from variants.md, no run
 
 Latency also is printed as a ratio to `xxs_cifar` (or `xxs` for the ImageNet rows), which
 carries over between machines better than milliseconds. Run it with nothing else on the cores.

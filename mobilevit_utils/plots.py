@@ -206,3 +206,43 @@ def unfold_figure(height=8, width=8, patch_size=2):
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+def results_figure(points, noise_band=None, anchors=(), title=""):
+    """Accuracy against MACs per image: `points` are dicts with `label`, `macs` (M), `accuracy`
+    (%), optional `low`/`high` (the spread of its seeds) and `kind` (one marker per kind, so
+    that the legend, not crowded annotations, names each point); `noise_band` a (low, high)
+    shaded across the plot; `anchors` (label, accuracy) horizontal reference lines."""
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    if noise_band is not None:
+        ax.axhspan(*noise_band, color="grey", alpha=0.2, label="12-epoch baseline's seed spread")
+    markers = {}
+    for point in points:
+        marker = markers.setdefault(point.get("kind", ""), "osD^vP*X"[len(markers) % 8])
+        err = None
+        if "low" in point:
+            err = [[point["accuracy"] - point["low"]], [point["high"] - point["accuracy"]]]
+        ax.errorbar(
+            point["macs"],
+            point["accuracy"],
+            yerr=err,
+            fmt=marker,
+            ms=8 if marker != "*" else 14,
+            capsize=3,
+            label=point["label"],
+        )
+    for label, accuracy in anchors:
+        ax.axhline(accuracy, ls="--", c="black", lw=1)
+        ax.annotate(
+            label,
+            (ax.get_xlim()[0], accuracy),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set(
+        xlabel="multiply-accumulates per image (M)", ylabel="validation accuracy (%)", title=title
+    )
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig

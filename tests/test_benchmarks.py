@@ -1,5 +1,5 @@
-"""benchmarks/ablations.py and benchmarks/levers.py: the commands behind the README's "what
-helps" and levers tables, run on a tiny image folder, and the README's tables checked against
+"""benchmarks/ablations.py and benchmarks/levers.py: the commands behind benchmarks/README.md's
+"what helps" and levers tables, run on a tiny image folder, and those tables checked against
 the committed results."""
 
 import csv
@@ -10,6 +10,7 @@ from pathlib import Path
 from helpers import learnable_images, write_image_tree
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import ablations, epoch_scaling, finetune_digits, fit_throughput, levers  # noqa: E402
@@ -95,8 +96,8 @@ def test_equal_time_epochs_follow_the_committed_speeds():
 
 
 def test_readme_tables_match_the_committed_results(tmp_path):
-    """Every number in the README's ablation and levers tables comes from committed files."""
-    readme = (ROOT / "README.md").read_text()
+    """Every number in the ablation and levers tables comes from committed files."""
+    readme = BENCHMARKS_README.read_text()
     rows = ablations.read_rows(ablations.RESULTS / "ablations.csv")
     assert _block(readme, "ablations") == ablations.markdown_table(rows).strip()
     assert _block(readme, "levers") == levers.table(rows).strip()
@@ -125,6 +126,6 @@ def test_finetune_digits_table_and_readme_come_from_the_committed_runs():
     (_, _), (_, y_test) = finetune_digits.splits()
     table = finetune_digits.markdown(rows, len(y_test))
     assert (finetune_digits.RESULTS / "finetune_digits.md").read_text() == table + "\n"
-    readme = (ROOT / "README.md").read_text()
+    readme = BENCHMARKS_README.read_text()
     for (n, method), (mean, _) in finetune_digits.summary(rows).items():
         assert f"{100 * mean:.1f}" in readme, (n, method)

@@ -13,7 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import ablations, epoch_scaling, finetune_digits, fit_throughput, levers  # noqa: E402
+from benchmarks import (  # noqa: E402
+    ablations,
+    epoch_scaling,
+    finetune_digits,
+    fit_throughput,
+    levers,
+    results_figure,
+)
 from benchmarks.readme_tables import replace_block  # noqa: E402
 
 
@@ -129,3 +136,16 @@ def test_finetune_digits_table_and_readme_come_from_the_committed_runs():
     readme = BENCHMARKS_README.read_text()
     for (n, method), (mean, _) in finetune_digits.summary(rows).items():
         assert f"{100 * mean:.1f}" in readme, (n, method)
+
+
+def test_results_figure_plots_every_layout_and_release(tmp_path):
+    rows = ablations.read_rows(ablations.RESULTS / "ablations.csv")
+    released = results_figure.releases()
+    points = results_figure.points(rows, released)
+    labels = [p["label"] for p in points]
+    assert sum(p["kind"] == "release" for p in points) == len(released) >= 1
+    assert all(any(name in label for label in labels) for name in results_figure.EQUAL_TIME)
+    baseline = next(p for p in points if p["label"].startswith("xxs_cifar (v1)"))
+    assert baseline["low"] <= baseline["accuracy"] <= baseline["high"]
+    results_figure.main(["--out", str(tmp_path / "figure.png")])
+    assert (tmp_path / "figure.png").stat().st_size > 10_000

@@ -5,14 +5,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,litert,backends,reference
+EXTRAS ?= dev,litert,backends,reference,site
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
-.PHONY: install test lint format unit-test notebook-test tutorial docs format-notebooks benchmarks reference reference-final clean
+.PHONY: install browser test lint format unit-test notebook-test tutorial docs site format-notebooks benchmarks reference reference-final clean
 LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks conftest.py
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
 
 # torch first, pinned: it resolves to the CPU wheel here; any other request would pull a
 # multi-GB CUDA build. The stamp file re-runs the install when pyproject.toml changes.
@@ -23,6 +23,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
+
+# Chromium for tests/test_site.py, Debian's package (`playwright install` would download a browser
+# build from outside the package registries): nothing to do where it is installed; installed with
+# apt-get as root or with password-less sudo; elsewhere (macOS, no root) a note, and the browser
+# test is skipped (under CI, where the variable CI is set, it fails instead).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "note: Chromium is missing and there is no apt-get: tests/test_site.py will be skipped"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+		echo "note: Chromium is missing (apt-get install chromium needs root): tests/test_site.py will be skipped"; exit 0; fi; \
+	echo "Installing Chromium (apt-get install chromium) for tests/test_site.py"; \
+	{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: apt-get could not install chromium: tests/test_site.py will be skipped"
 
 # Lint and format check (ruff), unit tests, then every notebook through nbval, in quick mode;
 # prints the slowest items.
@@ -65,6 +80,13 @@ docs: install
 		echo "$$nb: $$(( $$(date +%s) - start ))s"; \
 	done
 
+# The website of the executed series (tools/build_site.py, mkdocs.yml): the README, the executed
+# notebooks in docs/ with their stored outputs (nothing is run), benchmarks/README.md and
+# docs/guide.md, built into artifacts/site/; it reads offline. tests/test_site.py checks it.
+site: install
+	$(BIN)/python tools/build_site.py --quiet
+	@echo "View it: $(BIN)/python -m http.server -d artifacts/site, then open http://localhost:8000"
+
 # ruff: lint and format check of the code and the notebooks' code cells (settings in pyproject).
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -95,6 +117,7 @@ reference: install
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) 2>&1 | tee -a $(REFERENCE_LOG)
 	$(BIN)/python tools/release_checkpoint.py $(REFERENCE_RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
 		--log $(REFERENCE_LOG)
+	$(BIN)/python benchmarks/results_figure.py
 
 # The final fit (issue #18): the same recipe on all training images (no validation split), for
 # about as long again; released with the held-out score of the reference run above (its twin),
@@ -107,6 +130,7 @@ reference-final: install
 		--resume --out $(FINAL_RUN) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) 2>&1 | tee -a $(FINAL_LOG)
 	$(BIN)/python tools/release_checkpoint.py $(FINAL_RUN) --twin $(REFERENCE_RUN) \
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR)) --log $(FINAL_LOG)
+	$(BIN)/python benchmarks/results_figure.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

@@ -102,7 +102,7 @@ format: install
 format-notebooks: install
 	$(BIN)/python tools/clean_notebooks.py $(NOTEBOOKS)
 
-# Every benchmark, outputs saved to benchmarks/results/ (cited by the README). DATA_DIR as below.
+# Every benchmark, outputs saved to benchmarks/results/ (cited by benchmarks/README.md). DATA_DIR as below.
 benchmarks: install
 	$(if $(DATA_DIR),MOBILEVIT_DATA_DIR=$(DATA_DIR)) PY=$(BIN)/python bash benchmarks/run_all.sh
 

@@ -158,6 +158,13 @@ RUNS = {
     "no-augmentation": ("no augmentation", {"augmentation": "none"}, None),
     "bilinear-shifts": ("sub-pixel (bilinear) shifts", {"augmentation": "light_bilinear"}, None),
     "baseline-seed44": ("the baseline, seed 44", {"seed": 44}, None),
+    # Regularisation for the long run: the released recipe (the baseline's values on v2 for 64
+    # epochs, the `cpu` preset) with random erasing in its second half, against the release.
+    "release-erasing-late": (
+        "the released recipe (v2 width 0.5, 64 epochs) with random erasing in the second half",
+        {"model": "v2_050_cifar", "epochs": 64, "augmentation": "light_erasing_late"},
+        None,
+    ),
 }
 
 

@@ -178,7 +178,7 @@ def main(argv=None):
                 else []
             )
             if flips and augment:
-                callbacks.append(training.FlipEpoch(flips))
+                callbacks.append(training.EpochClockCallback(flips))
             models[spe].fit(
                 train_batches(augment),
                 validation_data=val_batches if validate else None,

@@ -35,6 +35,9 @@ class AugmentationConfig:
     "bilinear" blurs nearly every training image by a sub-pixel shift that test images never see;
     brightness/contrast/saturation/hue are the `RandomColorJitter` factors. `mix` is None,
     "mixup" or "cutmix", with `mix_alpha` the Beta-distribution parameter.
+    `erasing` is the probability that a training image has one patch (4 to 18 pixels a side at
+    32x32) replaced by grey (`RandomErasing`, like cutout), from the fraction `erasing_from` of
+    training on: 0.5 erases in the second half only, when the model has learnt the easy views.
     """
 
     flip: bool | str = True
@@ -48,6 +51,8 @@ class AugmentationConfig:
     hue: float = 0.0
     mix: str | None = None
     mix_alpha: float = 0.2
+    erasing: float = 0.0
+    erasing_from: float = 0.0
 
     @property
     def soft_labels(self):
@@ -62,6 +67,9 @@ POLICIES = {
     # the ablation that measures the difference.
     "light_bilinear": AugmentationConfig(translate_interpolation="bilinear"),
     "light_alternating": AugmentationConfig(flip="alternating"),
+    # Regularisation for a long run's second half (issue #27): erasing at 12 epochs would only
+    # slow learning, as every harder policy did there.
+    "light_erasing_late": AugmentationConfig(erasing=0.5, erasing_from=0.5),
     "mixup": AugmentationConfig(mix="mixup", mix_alpha=0.2),
     "cutmix": AugmentationConfig(mix="cutmix", mix_alpha=1.0),
     "medium": AugmentationConfig(
@@ -168,6 +176,28 @@ def build_augmenter(config, seed=None):
     if not parts:
         return None
     return keras.layers.Pipeline([layer for _, layer in parts], name="augmentation")
+
+
+def build_eraser(config, seed=None):
+    """`keras.layers.RandomErasing` for `config.erasing` (None when 0); the training pipeline
+    applies it from `config.erasing_from` of the epochs on (`data.FromEpoch`)."""
+    config = get_augmentation(config)
+    if not 0 <= config.erasing <= 1 or not 0 <= config.erasing_from < 1:
+        raise ValueError(
+            f"erasing must be in [0, 1] and erasing_from in [0, 1), got {config.erasing} and "
+            f"{config.erasing_from}."
+        )
+    if not config.erasing:
+        return None
+    return layers.RandomErasing(
+        # A pair: exactly this probability (a single number would draw one up to it).
+        factor=(config.erasing, config.erasing),
+        fill_value=127.5,
+        value_range=VALUE_RANGE,
+        seed=seed,
+        dtype=DTYPE,
+        name="erasing",
+    )
 
 
 def build_mixer(config, seed=None):

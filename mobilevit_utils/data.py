@@ -529,17 +529,12 @@ def imbalanced_subset(x, y, keep_fractions, seed=0):
 # Input pipelines
 
 
-class FlipSchedule:
-    """Alternating flip (airbench): image i is mirrored in epoch e when `bits[i] + e` is odd,
-    with `bits` drawn once from `seed`. The first epoch mirrors a random half; every later
-    epoch mirrors exactly the images the previous one did not, so any two consecutive epochs
-    show each image both ways, where independent random flips repeat a view half the time.
+class EpochClock:
+    """The epoch that is running, for training transforms that change with it: NumPy code
+    reads `epoch`, tf.data pipelines a variable (`tf_epoch`). `training.EpochClockCallback`
+    sets it as each epoch begins (fit's index, so a resumed run continues where it stopped)."""
 
-    The training pipeline reads `epoch`; `training.FlipEpoch` sets it as each epoch begins.
-    """
-
-    def __init__(self, num_images, seed=42):
-        self.bits = np.random.default_rng(seed).integers(0, 2, num_images).astype("int32")
+    def __init__(self):
         self.epoch = 0
         self._variable = None  # the tf.data pipeline's copy of `epoch`
 
@@ -548,19 +543,51 @@ class FlipSchedule:
         if self._variable is not None:
             self._variable.assign(self.epoch)
 
+    def tf_epoch(self):
+        """The epoch as a TensorFlow variable: made eagerly, because tf.data traces its map
+        functions, where no variable may be created."""
+        import tensorflow as tf
+
+        if self._variable is None:
+            self._variable = tf.Variable(self.epoch, dtype="int32", trainable=False)
+        return self._variable
+
+
+class FlipSchedule(EpochClock):
+    """Alternating flip (airbench): image i is mirrored in epoch e when `bits[i] + e` is odd,
+    with `bits` drawn once from `seed`. The first epoch mirrors a random half; every later
+    epoch mirrors exactly the images the previous one did not, so any two consecutive epochs
+    show each image both ways, where independent random flips repeat a view half the time.
+    """
+
+    def __init__(self, num_images, seed=42):
+        super().__init__()
+        self.bits = np.random.default_rng(seed).integers(0, 2, num_images).astype("int32")
+
     def mirrored(self, indices):
         """Which of the images at `indices` this epoch mirrors (NumPy)."""
         return (self.bits[indices] + self.epoch) % 2 == 1
 
     def tf_mirrored(self):
-        """A TensorFlow function of image indices for tf.data: made eagerly, because tf.data
-        traces its map functions, where no variable may be created."""
+        """A TensorFlow function of image indices, for tf.data."""
         import tensorflow as tf
 
-        if self._variable is None:
-            self._variable = tf.Variable(self.epoch, dtype="int32", trainable=False)
-        bits, epoch = tf.constant(self.bits), self._variable
+        bits, epoch = tf.constant(self.bits), self.tf_epoch()
         return lambda indices: tf.equal((tf.gather(bits, indices) + epoch) % 2, 1)
+
+
+@dataclasses.dataclass
+class FromEpoch:
+    """A transform of training batches (a Keras preprocessing layer) that starts at epoch
+    `start` of `clock`: regularisation for the second half of a long run, say, which would
+    slow the first half's learning."""
+
+    layer: object
+    start: int
+    clock: EpochClock
+
+    def active(self):
+        return self.clock.epoch >= self.start
 
 
 def make_pipeline(
@@ -575,6 +602,7 @@ def make_pipeline(
     seed=42,
     parallel=False,
     flip_schedule=None,
+    late=None,
 ):
     """A `tf.data.Dataset` of (float32 images in 0-255, labels) batches.
 
@@ -586,6 +614,7 @@ def make_pipeline(
     `parallel=True` augments several batches at once (for GPUs, which a sequential map starves);
     the random draws then depend on thread timing, so seeded runs are no longer identical.
     `flip_schedule`: a `FlipSchedule` that mirrors training images before `augmenter` runs.
+    `late`: a `FromEpoch` transform applied after `augmenter` from its start epoch on.
     """
     import tensorflow as tf
 
@@ -593,6 +622,8 @@ def make_pipeline(
     if soft_labels and not num_classes:
         raise DataError("num_classes is needed for one-hot (soft) labels.")
     mirrored = flip_schedule.tf_mirrored() if training and flip_schedule else None
+    late = late if training else None
+    late_epoch = late.clock.tf_epoch() if late is not None else None
     ds = tf.data.Dataset.from_tensor_slices(
         (x, np.asarray(y, dtype="int32"), np.arange(len(x), dtype="int32"))
     )
@@ -608,6 +639,12 @@ def make_pipeline(
             images = tf.where(flip, tf.reverse(images, axis=[2]), images)
         if training and augmenter is not None:
             images = augmenter(images, training=True)
+        if late is not None:
+            images = tf.cond(
+                late_epoch >= late.start,
+                lambda: tf.cast(late.layer(images, training=True), "float32"),
+                lambda: images,
+            )
         if soft_labels:
             labels = tf.one_hot(labels, num_classes)
         return images, labels
@@ -648,6 +685,7 @@ def _array_batches_class():
             seed=42,
             parallel=False,
             flip_schedule=None,
+            late=None,
             **kwargs,
         ):
             # PyDataset's workers prepare batches in parallel threads (its own prefetching).
@@ -658,6 +696,7 @@ def _array_batches_class():
             self.batch_size, self.num_classes, self.training = batch_size, num_classes, training
             self.augmenter, self.mixer = augmenter, mixer
             self.flip_schedule = flip_schedule if training else None
+            self.late = late if training else None
             self.soft_labels = mixer is not None if soft_labels is None else soft_labels
             self.rng = np.random.default_rng(seed)
             self.order = np.arange(len(x))
@@ -680,6 +719,8 @@ def _array_batches_class():
                 images[mirrored] = images[mirrored, :, ::-1]
             if self.training and self.augmenter is not None:
                 images = keras.ops.convert_to_numpy(self.augmenter(images, training=True))
+            if self.late is not None and self.late.active():
+                images = keras.ops.convert_to_numpy(self.late.layer(images, training=True))
             if self.soft_labels:
                 labels = np.eye(self.num_classes, dtype="float32")[labels]
             if self.training and self.mixer is not None:

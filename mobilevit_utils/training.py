@@ -464,16 +464,17 @@ class WeightAverage(keras.callbacks.Callback):
         self._swap_out()
 
 
-class FlipEpoch(keras.callbacks.Callback):
-    """Tells a `data.FlipSchedule` which epoch begins (fit's index: a resumed run continues
-    the alternation where it stopped)."""
+class EpochClockCallback(keras.callbacks.Callback):
+    """Tells `data.EpochClock`s (the alternating flip's schedule, a late transform's clock)
+    which epoch begins: fit's index, so a resumed run continues where it stopped."""
 
-    def __init__(self, schedule):
+    def __init__(self, *clocks):
         super().__init__()
-        self.schedule = schedule
+        self.clocks = clocks
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.schedule.set_epoch(epoch)
+        for clock in self.clocks:
+            clock.set_epoch(epoch)
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -887,6 +888,15 @@ def _train(
         if policy.flip == "alternating"
         else None
     )
+    eraser = aug.build_eraser(policy, config.seed)
+    late = (
+        data_lib.FromEpoch(
+            eraser, round(policy.erasing_from * config.epochs), data_lib.EpochClock()
+        )
+        if eraser is not None
+        else None
+    )
+    clocks = [clock for clock in (flips, late and late.clock) if clock is not None]
     train_batches = data_lib.make_batches(
         dataset.x_train,
         dataset.y_train,
@@ -899,6 +909,7 @@ def _train(
         seed=config.seed,
         parallel=config.parallel_augmentation,
         flip_schedule=flips,
+        late=late,
     )
     validating = len(dataset.y_val) > 0
     if not validating and (config.early_stopping_patience or config.schedule == "plateau"):
@@ -954,7 +965,7 @@ def _train(
         class_weight=class_weight,
         callbacks=[
             *make_callbacks(run_dir, config, print_fn, validating),
-            *([FlipEpoch(flips)] if flips else []),
+            *([EpochClockCallback(*clocks)] if clocks else []),
             *callbacks,
         ],
     )

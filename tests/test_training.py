@@ -569,3 +569,36 @@ def test_alternating_flip_mirrors_every_image_on_alternate_epochs():
         assert 0 < sum(epochs[0].values()) < 20  # a random half, roughly, in the first epoch
         assert all(epochs[1][i] != epochs[0][i] for i in range(20))
         assert epochs[2] == epochs[0]
+
+
+def test_late_erasing_starts_at_its_epoch():
+    """`light_erasing_late`'s RandomErasing leaves the first half of training alone, then
+    greys one patch of every image it picks (probability 1 here), in both pipelines."""
+    from mobilevit_utils import augmentation, data
+
+    policy = dataclasses.replace(augmentation.get_augmentation("light_erasing_late"), erasing=1.0)
+    x = np.zeros((10, 32, 32, 3), "uint8")
+    for make in (data.make_pipeline, data._array_batches_class()):
+        clock = data.EpochClock()
+        late = data.FromEpoch(augmentation.build_eraser(policy, seed=0), start=1, clock=clock)
+        batches = make(x, np.arange(10), 5, training=True, late=late)
+        assert all(np.all(np.asarray(images) == 0) for images, _ in batches)  # epoch 0
+        clock.set_epoch(1)
+        for images, _ in batches:
+            grey = np.asarray(images) == 127.5
+            assert grey.reshape(5, -1).any(axis=1).all() and not grey.all()
+    with pytest.raises(ValueError, match="erasing_from"):
+        augmentation.build_eraser(dataclasses.replace(policy, erasing_from=1.0))
+
+
+def test_training_with_late_erasing_switches_it_on_halfway(tmp_path):
+    result = training.train(
+        "quick",
+        run_dir=tmp_path / "run",
+        dataset=tiny_dataset(),
+        epochs=2,
+        batch_size=8,
+        augmentation="light_erasing_late",
+        print_fn=lambda *_: None,
+    )
+    assert len(result["history"]) == 2 and all(np.isfinite(r["loss"]) for r in result["history"])

@@ -99,3 +99,25 @@ def test_reference_targets_run_commands_the_tools_accept():
         if target == "reference-final":
             assert cli.train_overrides(args) == {"validation_split": 0.0}
             assert released.twin == "artifacts/runs/reference-cpu"
+
+
+def test_pages_workflow_installs_the_site_pins_and_runs_the_builder():
+    """The GitHub Pages workflow cannot run here: what it installs and runs is checked instead."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    steps = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())["jobs"][
+        "build"
+    ]["steps"]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    snippet = re.search(r'pip install \$\(python -c "(.+?)"\)', runs).group(1)
+    printed = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    site = pyproject()["project"]["optional-dependencies"]["site"]
+    assert printed == [pin for pin in site if not pin.startswith("playwright")]
+    assert "python tools/build_site.py" in runs
+    uses = [step.get("uses", "").split("@")[0] for step in steps]
+    assert "actions/upload-pages-artifact" in uses

@@ -2,7 +2,7 @@
 
     from mobilevit_utils import presets
     presets.list_presets()                              # name -> what it is
-    model = presets.from_preset("mobilevit_xxs_cifar10")  # the released CIFAR-10 checkpoint
+    model = presets.from_preset("mobilevit_v2_050_cifar10")  # the released CIFAR-10 checkpoint
     model = presets.from_preset("apple/mobilevit-xx-small")  # Apple's ImageNet weights
 
 Released checkpoints are read from the repository's `checkpoints/` folder, or downloaded from
@@ -32,9 +32,16 @@ class Preset:
 
 
 PRESETS = {
+    "mobilevit_v2_050_cifar10": Preset(
+        "MobileViTv2 width 0.5, CIFAR layout (32x32), trained on CIFAR-10 by this project with "
+        "the cpu recipe: the current release (checkpoints/mobilevit_v2_050_cifar10: metadata, "
+        "history and evaluation report beside it)",
+        checkpoint="checkpoints/mobilevit_v2_050_cifar10",
+    ),
     "mobilevit_xxs_cifar10": Preset(
-        "MobileViT-XXS, CIFAR layout (32x32), trained on CIFAR-10 by this project "
-        "(checkpoints/mobilevit_xxs_cifar10: metadata, history and evaluation report beside it)",
+        "MobileViT-XXS (v1), CIFAR layout (32x32), trained on CIFAR-10 by this project: the "
+        "previous release, 48 epochs (checkpoints/mobilevit_xxs_cifar10), which the finetune "
+        "recipe starts from",
         checkpoint="checkpoints/mobilevit_xxs_cifar10",
     ),
     "apple/mobilevit-xx-small": Preset(

@@ -1,4 +1,4 @@
-"""The checkpoint released in checkpoints/mobilevit_xxs_cifar10/ (see README, "Results")."""
+"""The released checkpoint, `training.RELEASED_PRESET` (checkpoints/; see README, "Results")."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,8 @@ import pytest
 import mobilevit_utils  # noqa: F401  (registers the layers)
 from mobilevit_utils import models, presets, training
 
-RELEASE = Path(__file__).resolve().parents[1] / presets.PRESETS["mobilevit_xxs_cifar10"].checkpoint
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE = ROOT / presets.PRESETS[training.RELEASED_PRESET].checkpoint
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -45,6 +46,15 @@ def test_results_agree_with_the_files_they_come_from(release):
     assert (RELEASE / "results.md").read_text() in readme
 
 
+def test_the_cpu_preset_is_the_released_recipe():
+    """`train --preset cpu` repeats the release: its config.json is the preset, field for field
+    (the name of the run folder aside, which is not part of the recipe)."""
+    released = json.loads((RELEASE / "config.json").read_text())
+    preset = training.RECIPES["cpu"].to_dict()
+    assert {k: v for k, v in released.items() if k in preset} == preset
+    assert set(preset) <= set(released)
+
+
 def test_notebooks_fall_back_to_the_release(tmp_path, monkeypatch):
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path))  # no notebook 03 run there
     monkeypatch.chdir(RELEASE.parents[1])
@@ -54,15 +64,16 @@ def test_notebooks_fall_back_to_the_release(tmp_path, monkeypatch):
 def test_preset_api_returns_the_release(release, monkeypatch):
     metadata, _ = release
     monkeypatch.chdir(RELEASE.parents[1])
-    assert "mobilevit_xxs_cifar10" in presets.list_presets()
+    assert training.RELEASED_PRESET in presets.list_presets()
+    assert "mobilevit_xxs_cifar10" in presets.list_presets()  # the previous release
     assert "apple/mobilevit-xx-small" in presets.list_presets()
-    model = presets.from_preset("mobilevit_xxs_cifar10")
+    model = presets.from_preset(training.RELEASED_PRESET)
     stored = keras.saving.load_model(RELEASE / "model.keras", safe_mode=True)
     x = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(stored(x))
     )
-    info = presets.preset_metadata("mobilevit_xxs_cifar10")
+    info = presets.preset_metadata(training.RELEASED_PRESET)
     assert info["class_names"] == metadata["class_names"]
     assert info["preprocessing"]["channel_order"] == "RGB" and info["preprocessing"]["in_model"]
     with pytest.raises(ValueError, match="expected one of"):

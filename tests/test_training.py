@@ -591,7 +591,8 @@ def test_late_erasing_starts_at_its_epoch():
         augmentation.build_eraser(dataclasses.replace(policy, erasing_from=1.0))
 
 
-def test_training_with_late_erasing_switches_it_on_halfway(tmp_path):
+def test_a_run_with_late_erasing_trains_through_the_switch(tmp_path):
+    """Two epochs of `light_erasing_late`: erasing starts at epoch 1, so both halves run."""
     result = training.train(
         "quick",
         run_dir=tmp_path / "run",

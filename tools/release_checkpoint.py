@@ -4,7 +4,8 @@ TFLite, and write the results table the README shows.
     python -m mobilevit_utils train --preset cpu --data-dir ../shared/data --out artifacts/runs/reference-cpu
     python tools/release_checkpoint.py artifacts/runs/reference-cpu --data-dir ../shared/data
 
-Writes to `checkpoints/mobilevit_xxs_cifar10/` (where notebooks 04 and 05 find it):
+Writes to the released preset's folder (`training.RELEASED_PRESET`, where notebooks 04 and 05 find
+it; `--out` another folder for a new preset):
 model.keras, metadata.json, config.json, environment.json, history.csv, learning_curves.png,
 report/ (evaluation report of the Keras model), results.json and results.md; then replaces
 the README's table between the `reference-results` markers with results.md. The .tflite files

@@ -149,3 +149,10 @@ def test_results_figure_plots_every_layout_and_release(tmp_path):
     assert baseline["low"] <= baseline["accuracy"] <= baseline["high"]
     results_figure.main(["--out", str(tmp_path / "figure.png")])
     assert (tmp_path / "figure.png").stat().st_size > 10_000
+
+
+def test_levers_read_the_current_release():
+    """levers.py names the release's folder without importing Keras; it must be the preset's."""
+    from mobilevit_utils import presets, training
+
+    assert levers.RELEASE == ROOT / presets.PRESETS[training.RELEASED_PRESET].checkpoint

@@ -36,11 +36,15 @@ ANCHORS = (("published MobileViT-XXS, 200 GPU epochs: 90.17 % (test split)", 90.
 
 
 def releases(root=ROOT):
-    """(preset name, results.json) of every released checkpoint in the repository."""
+    """(preset name, results.json) of every released checkpoint in the repository; a final
+    fit's twin is left out, since the final fit reports the twin's scores."""
     from mobilevit_utils import presets
 
+    twins = {preset.twin for preset in presets.PRESETS.values()}
     found = []
     for name, preset in presets.PRESETS.items():
+        if name in twins:
+            continue
         path = root / preset.checkpoint / "results.json" if preset.checkpoint else None
         if path is not None and path.exists():
             found.append((name, json.loads(path.read_text())))
@@ -74,7 +78,8 @@ def points(rows, released):
         out.append(
             {
                 "label": f"release {name}: {training['epochs']} epochs, "
-                f"{training['wall_time_s'] / 3600:.1f} h ({ev['split']} split)",
+                f"{training['wall_time_s'] / 3600:.1f} h ({ev['split']} split"
+                f"{' of its twin' if results.get('scored_by_twin') else ''})",
                 "kind": "release",
                 "macs": results["macs_per_image"] / 1e6,
                 "accuracy": 100 * ev["accuracy"],

@@ -1076,14 +1076,19 @@ NOTEBOOK_RUN = ("runs", "notebook03")
 RELEASED_PRESET = "mobilevit_v2_050_cifar10"
 
 
-def find_run(run_dir=None, download_from=None):
+def find_run(run_dir=None, download_from=None, data_dir=None, validated=False):
     """The run to evaluate or export: `run_dir` if given, else notebook 03's run, else the
     released checkpoint; a clear error naming what to run first when there is none.
+
+    A released final fit (trained on every training image) has no held-out images of its own.
+    Its twin, the same recipe trained with a validation split, stands in where the data
+    (`data_dir`, else $MOBILEVIT_DATA_DIR, else CIFAR-10) has no test split to score the final
+    fit on, and with `validated=True` (for validation curves); a line says so.
 
     `download_from`: a GitHub repository URL to fetch the released checkpoint from when it is
     not on disk (Colab installs the package, not the repository's `checkpoints/` folder).
     """
-    from mobilevit_utils import presets
+    from mobilevit_utils import evaluation, presets
 
     if run_dir:
         if (Path(run_dir) / "model.keras").exists():
@@ -1095,8 +1100,16 @@ def find_run(run_dir=None, download_from=None):
     notebook_run = environment.artifacts_dir(*NOTEBOOK_RUN, create=False)
     if (notebook_run / "model.keras").exists():
         return notebook_run
+    name, twin = RELEASED_PRESET, presets.PRESETS[RELEASED_PRESET].twin
+    if twin and (validated or not evaluation.has_test_split(data_dir)):
+        why = "it has no validation curves" if validated else "this data has no test split"
+        print(
+            f"The release {name} is a final fit on every training image and {why}: its twin "
+            f"{twin} (the same recipe, trained with a validation split) stands in."
+        )
+        name = twin
     try:
-        return presets.checkpoint_dir(RELEASED_PRESET, download_from=download_from)
+        return presets.checkpoint_dir(name, download_from=download_from)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"No trained model found (looked in {notebook_run} and the released checkpoint); run "

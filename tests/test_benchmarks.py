@@ -139,11 +139,14 @@ def test_finetune_digits_table_and_readme_come_from_the_committed_runs():
 
 
 def test_results_figure_plots_every_layout_and_release(tmp_path):
+    from mobilevit_utils import presets
+
     rows = ablations.read_rows(ablations.RESULTS / "ablations.csv")
     released = results_figure.releases()
     points = results_figure.points(rows, released)
     labels = [p["label"] for p in points]
     assert sum(p["kind"] == "release" for p in points) == len(released) >= 1
+    assert not {name for name, _ in released} & {p.twin for p in presets.PRESETS.values()}
     assert all(any(name in label for label in labels) for name in results_figure.EQUAL_TIME)
     baseline = next(p for p in points if p["label"].startswith("xxs_cifar (v1)"))
     assert baseline["low"] <= baseline["accuracy"] <= baseline["high"]
@@ -152,7 +155,10 @@ def test_results_figure_plots_every_layout_and_release(tmp_path):
 
 
 def test_levers_read_the_current_release():
-    """levers.py names the release's folder without importing Keras; it must be the preset's."""
+    """levers.py names the release's folder and its twin's without importing Keras; they must be
+    the presets'."""
     from mobilevit_utils import presets, training
 
-    assert levers.RELEASE == ROOT / presets.PRESETS[training.RELEASED_PRESET].checkpoint
+    release = presets.PRESETS[training.RELEASED_PRESET]
+    assert levers.RELEASE == ROOT / release.checkpoint
+    assert levers.RELEASE_TWIN == ROOT / presets.PRESETS[release.twin].checkpoint

@@ -118,7 +118,10 @@ def test_init_from_problems_are_one_line(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     for source, says in [
         (tmp_path / "missing.keras", "no such file"),
-        ("resnet50", "must be a preset (mobilevit_v2_050_cifar10, mobilevit_xxs_cifar10, apple/"),
+        (
+            "resnet50",
+            "must be a preset (mobilevit_v2_050_cifar10, mobilevit_v2_050_cifar10_heldout, mob",
+        ),
     ]:
         status = cli.main(["train", "--init-from", str(source), "--out", str(out)])
         err = capsys.readouterr().err

@@ -180,3 +180,31 @@ def test_release_of_a_final_fit_reports_its_twins_held_out_score(trained_run, tm
     assert (
         len(list((tmp_path / "artifacts" / "tflite" / "release-twin").glob("*_fp32.tflite"))) == 1
     )
+
+
+def test_a_final_fit_release_is_scored_by_its_twin(trained_run, tmp_path, monkeypatch, capsys):
+    """A final fit has no held-out images of its own: where the data has no test split (as
+    offline here), and for validation curves, find_run gives its twin, and says so."""
+    import shutil
+
+    for name in ("final", "twin"):
+        shutil.copytree(trained_run, tmp_path / "checkpoints" / name)
+    monkeypatch.setitem(
+        presets.PRESETS, "final", presets.Preset("final fit", "checkpoints/final", twin="twin")
+    )
+    monkeypatch.setitem(presets.PRESETS, "twin", presets.Preset("twin", "checkpoints/twin"))
+    monkeypatch.setattr(training, "RELEASED_PRESET", "final")
+    monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))  # no notebook 03 run
+    monkeypatch.chdir(tmp_path)
+    no_test, with_test = tmp_path / "offline", tmp_path / "official"
+    images = (*learnable_images(2), ["class0", "class1", "class2"])
+    write_image_tree(no_test / "train", *images)
+    for split in ("train", "test"):
+        write_image_tree(with_test / split, *images)
+
+    assert training.find_run(data_dir=no_test) == tmp_path / "checkpoints" / "twin"
+    assert "this data has no test split: its twin twin" in capsys.readouterr().out
+    assert training.find_run(data_dir=with_test) == tmp_path / "checkpoints" / "final"
+    assert capsys.readouterr().out == ""
+    assert training.find_run(data_dir=with_test, validated=True).name == "twin"
+    assert "it has no validation curves" in capsys.readouterr().out

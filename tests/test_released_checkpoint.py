@@ -6,12 +6,16 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import learnable_images, write_image_tree
 
 import mobilevit_utils  # noqa: F401  (registers the layers)
 from mobilevit_utils import models, presets, training
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / presets.PRESETS[training.RELEASED_PRESET].checkpoint
+# A final fit has no held-out images: its twin (same recipe, validation split) holds the scores.
+TWIN_PRESET = presets.PRESETS[training.RELEASED_PRESET].twin
+SCORED = ROOT / presets.PRESETS[TWIN_PRESET].checkpoint if TWIN_PRESET else RELEASE
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -39,26 +43,51 @@ def test_results_agree_with_the_files_they_come_from(release):
     assert results["evaluation"]["macro_f1"] == report["macro_f1"]
     history = training.read_history(RELEASE)
     assert len(history) == metadata["epochs_completed"] == results["training"]["epochs"]
-    best = max(row["val_accuracy"] for row in history)
-    assert metadata["best_val_accuracy"] == pytest.approx(best)
+    assert results["training"]["wall_time_s"] == pytest.approx(
+        sum(row["epoch_time_s"] for row in history), abs=1
+    )
+    scored = json.loads((SCORED / "metadata.json").read_text())
+    best = max(row["val_accuracy"] for row in training.read_history(SCORED))
+    assert scored["best_val_accuracy"] == pytest.approx(best)
     assert metadata["preset"] == "cpu" and metadata["environment"]["cpu_count"] == 2
     readme = (RELEASE.parents[1] / "README.md").read_text()
     assert (RELEASE / "results.md").read_text() in readme
 
 
 def test_the_cpu_preset_is_the_released_recipe():
-    """`train --preset cpu` repeats the release: its config.json is the preset, field for field
-    (the name of the run folder aside, which is not part of the recipe)."""
-    released = json.loads((RELEASE / "config.json").read_text())
+    """`train --preset cpu` repeats the scored run: its config.json is the preset, field for
+    field; the release is the same recipe with `--validation-split 0`."""
+    scored = json.loads((SCORED / "config.json").read_text())
     preset = training.RECIPES["cpu"].to_dict()
-    assert {k: v for k, v in released.items() if k in preset} == preset
-    assert set(preset) <= set(released)
+    assert {k: v for k, v in scored.items() if k in preset} == preset
+    assert set(preset) <= set(scored)
+    released = json.loads((RELEASE / "config.json").read_text())
+    if TWIN_PRESET:
+        assert released == {**scored, "validation_split": 0.0}
+
+
+@pytest.mark.skipif(not TWIN_PRESET, reason="the release is not a final fit")
+def test_a_final_fit_release_reports_its_twins_scores(release):
+    metadata, results = release
+    twin = json.loads((SCORED / "results.json").read_text())
+    assert results["scored_by_twin"] == SCORED.relative_to(ROOT).as_posix()
+    for key in ("evaluation", "evaluation_flip_tta", "evaluation_flip_shift_tta"):
+        assert results[key]["accuracy"] == twin[key]["accuracy"], key
+    assert metadata["validation_split"] == 0 and "best_val_accuracy" not in metadata
+    assert metadata["train_images"] == twin["training"]["train_images"] + 5_000 == 50_000
+    readme = (ROOT / "README.md").read_text()
+    assert "all 50,000 training images" in readme
 
 
 def test_notebooks_fall_back_to_the_release(tmp_path, monkeypatch):
+    """Where the data has a test split (CIFAR-10's download), the release itself is evaluated;
+    offline, without one, the images its twin held out are the only unseen ones."""
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path))  # no notebook 03 run there
-    monkeypatch.chdir(RELEASE.parents[1])
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)
     assert training.find_run().resolve() == RELEASE.resolve()
+    offline = write_image_tree(tmp_path / "offline" / "train", *learnable_images(2), CIFAR10[:3])
+    assert training.find_run(data_dir=offline.parent).resolve() == SCORED.resolve()
 
 
 def test_preset_api_returns_the_release(release, monkeypatch):
@@ -85,6 +114,8 @@ def test_committed_results_hold_no_machine_paths():
     files = [
         *RELEASE.glob("*.json"),
         *RELEASE.glob("*.md"),
+        *SCORED.glob("*.json"),
+        *SCORED.glob("*.md"),
         *(root / "benchmarks" / "results").rglob("*.json"),
     ]
     for file in files:

@@ -2,10 +2,12 @@
 TFLite, and write the results table the README shows.
 
     python -m mobilevit_utils train --preset cpu --data-dir ../shared/data --out artifacts/runs/reference-cpu
-    python tools/release_checkpoint.py artifacts/runs/reference-cpu --data-dir ../shared/data
+    python tools/release_checkpoint.py artifacts/runs/reference-cpu --data-dir ../shared/data --out checkpoints/mobilevit_v2_050_cifar10_heldout
+    python -m mobilevit_utils train --preset cpu --validation-split 0 --data-dir ../shared/data --out artifacts/runs/reference-cpu-final
+    python tools/release_checkpoint.py artifacts/runs/reference-cpu-final --data-dir ../shared/data --twin checkpoints/mobilevit_v2_050_cifar10_heldout
 
 Writes to the released preset's folder (`training.RELEASED_PRESET`, where notebooks 04 and 05 find
-it; `--out` another folder for a new preset):
+it; `--out` another folder for a new preset, such as the release's twin below):
 model.keras, metadata.json, config.json, environment.json, history.csv, learning_curves.png,
 report/ (evaluation report of the Keras model), results.json and results.md; then replaces
 the README's table between the `reference-results` markers with results.md. The .tflite files
@@ -13,7 +15,9 @@ go to artifacts/tflite/<release name>/ (rebuilt by `python -m mobilevit_utils ex
 Evaluates on the official test split where the data has one, else on the validation split
 that training held out (same seed and share), and says which. A final fit (trained with
 `--validation-split 0` on every image) has no held-out images of its own there: `--twin RUN`
-names the same recipe's run with a validation split, whose scores the release reports as such.
+names the same recipe's run with a validation split, whose scores the release reports as such
+(the twin is released first, to its own preset's folder: `make reference`, then
+`make reference-final`).
 """
 
 import argparse
@@ -31,6 +35,7 @@ from mobilevit_utils import environment, evaluation, export, models, plots, pres
 from mobilevit_utils.cli import train_command  # noqa: E402
 
 RUN_FILES = ("metadata.json", "config.json", "environment.json", "history.csv")
+DEFAULT_OUT = presets.PRESETS[training.RELEASED_PRESET].checkpoint
 MARKERS = ("<!-- reference-results:start -->", "<!-- reference-results:end -->")
 
 
@@ -66,6 +71,25 @@ def _twin(run_dir, twin, config):
             f"{', '.join(differs) or 'validation_split (0 in both)'}."
         )
     return Path(twin)
+
+
+def _fit_seconds(history):
+    """`fit`'s time, each epoch's (validation included) summed, or None without the column."""
+    times = [float(row["epoch_time_s"]) for row in history if row.get("epoch_time_s")]
+    return round(sum(times), 1) if times and len(times) == len(history) else None
+
+
+def _refuse_twin_folder(out_dir, final_fit):
+    """A run with held-out images must not overwrite a final fit's release (or vice versa)."""
+    for name, preset in presets.PRESETS.items():
+        folder = (environment.project_root() or Path.cwd()) / (preset.checkpoint or "")
+        if preset.twin and folder.resolve() == out_dir.resolve():
+            if not final_fit:
+                twin = presets.PRESETS[preset.twin].checkpoint
+                raise ValueError(
+                    f"{out_dir} holds {name}, a final fit; a run with a validation split is its "
+                    f"twin: release it with --out {twin}."
+                )
 
 
 def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title):
@@ -128,6 +152,7 @@ def release(
     config = json.loads((run_dir / "config.json").read_text())
     final_fit = metadata.get("validation_split") == 0 and not evaluation.has_test_split(data_dir)
     twin = _twin(run_dir, twin, config) if final_fit else None
+    _refuse_twin_folder(out_dir, final_fit)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
     for name in RUN_FILES:
@@ -177,7 +202,8 @@ def release(
             "epochs": metadata.get("epochs_completed"),
             "best_epoch": metadata.get("best_epoch"),
             "train_images": metadata.get("train_images"),
-            "wall_time_s": metadata.get("wall_time_s_last_session"),
+            # Summed over the epochs: a run resumed across sessions counts every session.
+            "wall_time_s": _fit_seconds(history) or metadata.get("wall_time_s_last_session"),
             "backend": run_env.get("backend"),
             "cpu_count": run_env.get("cpu_count"),
             "devices": run_env.get("devices"),
@@ -239,8 +265,9 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         (
             "training",
             f"preset `{results['preset']}`, {tr['epochs']} epochs on {tr['train_images']:,} "
-            f"images, seed {results['seed']}: {minutes:.0f} min wall time (`fit`, validation "
-            f"included) on {tr['hardware']}, {tr['backend']} backend",
+            f"images, seed {results['seed']}: {minutes:.0f} min wall time (`fit`"
+            f"{'' if results.get('scored_by_twin') else ', validation included'}) on "
+            f"{tr['hardware']}, {tr['backend']} backend",
         ),
         ("TFLite size", sizes),
         ("TFLite accuracy (same images)", accuracies),
@@ -259,10 +286,17 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         "```bash",
         command,
         f"python tools/release_checkpoint.py {run_dir.as_posix()}{data_arg}"
+        + ("" if out_dir == Path(DEFAULT_OUT) else f" --out {out_dir.as_posix()}")
         + (f" --twin {results['scored_by_twin']}" if results.get("scored_by_twin") else ""),
         "```",
         "",
     ]
+    if results.get("scored_by_twin"):
+        twin = results["scored_by_twin"]
+        lines[-1:-1] = [
+            f"The twin is released first; its own table and commands: [`{twin}/results.md`]"
+            f"({twin}/results.md)."
+        ]
     if unexpressed:
         settings = ", ".join(f"`{k}={v}`" for k, v in unexpressed.items())
         lines[-1:-1] = [
@@ -290,7 +324,7 @@ def build_parser():
         "--data-dir", help="dataset folder; default $MOBILEVIT_DATA_DIR, else CIFAR-10 download"
     )
     parser.add_argument(
-        "--out", default=presets.PRESETS[training.RELEASED_PRESET].checkpoint, help="release folder"
+        "--out", default=DEFAULT_OUT, help="release folder (default: the released preset's)"
     )
     parser.add_argument(
         "--precisions", nargs="+", default=list(export.PRECISIONS), choices=list(export.PRECISIONS)

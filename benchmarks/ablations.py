@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 COLUMNS = (
     "name",
     "change",
+    "compared_with",
     "seed",
     "epochs",
     "val_accuracy",
@@ -199,6 +201,18 @@ def resolved_overrides(overrides, epochs):
     return overrides
 
 
+def reference_of(name, names):
+    """The run that row `name` is compared with: the release for `release-` rows (they change
+    the released 64-epoch recipe), v2 alone for the bundle, else the baseline; with the same
+    seed where that run exists (seeds of the baseline itself against the baseline)."""
+    if name.startswith("release-"):
+        return "release"
+    base = "v2-separable-attention" if name.startswith("v2-bundle") else "baseline"
+    seed = re.search(r"-seed\d+$", name)
+    paired = base + seed.group(0) if seed else base
+    return paired if paired in names and paired != name else base
+
+
 def read_rows(csv_path):
     if not csv_path.exists():
         return {}
@@ -212,6 +226,8 @@ def write_rows(rows, csv_path):
     from benchmarks.readme_tables import write_csv
 
     ordered = sorted(rows.values(), key=lambda row: order.get(row["name"], len(order)))
+    for row in ordered:
+        row["compared_with"] = reference_of(row["name"], rows)
     write_csv(ordered, csv_path, COLUMNS)
 
 
@@ -286,9 +302,9 @@ def markdown_table(rows):
     ]
     for name, row in rows.items():
         # A release- row changes the released long recipe: the levers table compares it with
-        # the release, as a 12-epoch baseline would say nothing about it.
+        # the release (compared_with), as a 12-epoch baseline would say nothing about it.
         delta = 100 * (float(row["val_accuracy"]) - base)
-        versus = "see levers" if name.startswith("release-") else f"{delta:+.2f}"
+        versus = "see levers" if reference_of(name, rows) == "release" else f"{delta:+.2f}"
         lines.append(
             f"| {name} | {row['change']} | {row['epochs']} | {100 * float(row['val_accuracy']):.2f} % | "
             f"{versus} | {float(row['macro_f1']):.4f} | {int(row['train_time_s']) / 60:.0f} min | "
@@ -340,7 +356,9 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.readme:
-        write_readme(read_rows(args.results_dir / "ablations.csv"), args.readme)
+        rows = read_rows(args.results_dir / "ablations.csv")
+        write_rows(rows, args.results_dir / "ablations.csv")  # derived columns up to date
+        write_readme(rows, args.readme)
         return
     if args.list:
         for name, (change, _, _) in RUNS.items():

@@ -42,6 +42,7 @@ def test_ablation_runner_trains_reuses_checkpoints_and_skips_finished_rows(tmp_p
     assert baseline["epochs"] == "1" and baseline["seed"] == "42" and int(baseline["macs"]) > 0
     # Test-time augmentation reuses the baseline's checkpoint: no training of its own.
     assert flipped["train_time_s"] == baseline["train_time_s"]
+    assert flipped["compared_with"] == baseline["compared_with"] == "baseline"
     kept = tmp_path / "results" / "ablations"
     assert sorted(p.name for p in kept.iterdir()) == ["baseline"]
     assert {p.name for p in (kept / "baseline").iterdir()} == {
@@ -102,10 +103,24 @@ def test_equal_time_epochs_follow_the_committed_speeds():
     assert ablations.resolved_overrides({}, 12) == {"epochs": 12}
 
 
+def test_each_row_is_compared_with_the_run_it_changes():
+    names = {"baseline", "baseline-seed43", "v2-separable-attention", "ema"}
+    names |= {"v2-separable-attention-seed43", "v2-bundle", "v2-bundle-seed43"}
+    assert ablations.reference_of("ema", names) == "baseline"
+    assert ablations.reference_of("baseline", names) == "baseline"
+    assert ablations.reference_of("baseline-seed43", names) == "baseline"
+    assert ablations.reference_of("ema-seed44", names) == "baseline"  # no baseline of that seed
+    assert ablations.reference_of("v2-separable-attention-seed43", names) == "baseline-seed43"
+    assert ablations.reference_of("v2-bundle", names) == "v2-separable-attention"
+    assert ablations.reference_of("v2-bundle-seed43", names) == "v2-separable-attention-seed43"
+    assert ablations.reference_of("release-erasing-late", names) == "release"
+
+
 def test_readme_tables_match_the_committed_results(tmp_path):
     """Every number in the ablation and levers tables comes from committed files."""
     readme = BENCHMARKS_README.read_text()
     rows = ablations.read_rows(ablations.RESULTS / "ablations.csv")
+    assert all(row["compared_with"] == ablations.reference_of(n, rows) for n, row in rows.items())
     assert _block(readme, "ablations") == ablations.markdown_table(rows).strip()
     assert _block(readme, "levers") == levers.table(rows).strip()
 

@@ -117,6 +117,7 @@ def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkey
     for name in ("model.keras", "metadata.json"):
         shutil.copy2(trained_run / name, published / name)
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)  # CIFAR-10's download, as on Colab
     monkeypatch.chdir(tmp_path)  # outside any checkout: no notebook 03 run, no release on disk
 
     with pytest.raises(FileNotFoundError, match="run notebook 03_training first"):

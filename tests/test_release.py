@@ -209,3 +209,19 @@ def test_a_final_fit_release_is_scored_by_its_twin(trained_run, tmp_path, monkey
     assert capsys.readouterr().out == ""
     assert training.find_run(data_dir=with_test, validated=True).name == "twin"
     assert "it has no validation curves" in capsys.readouterr().out
+
+
+def test_release_refuses_a_validated_run_into_a_final_fits_folder(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import release_checkpoint
+
+    monkeypatch.setitem(
+        presets.PRESETS, "final", presets.Preset("final fit", "checkpoints/final", twin="twin")
+    )
+    monkeypatch.setitem(presets.PRESETS, "twin", presets.Preset("twin", "checkpoints/twin"))
+    monkeypatch.chdir(tmp_path)
+    final, twin = tmp_path / "checkpoints" / "final", tmp_path / "checkpoints" / "twin"
+    with pytest.raises(ValueError, match="release it with --out checkpoints/twin"):
+        release_checkpoint._refuse_twin_folder(final, 0.1)
+    release_checkpoint._refuse_twin_folder(final, 0.0)  # the final fit itself
+    release_checkpoint._refuse_twin_folder(twin, 0.1)  # the twin, to its own folder

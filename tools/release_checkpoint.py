@@ -79,17 +79,15 @@ def _fit_seconds(history):
     return round(sum(times), 1) if times and len(times) == len(history) else None
 
 
-def _refuse_twin_folder(out_dir, final_fit):
-    """A run with held-out images must not overwrite a final fit's release (or vice versa)."""
+def _refuse_twin_folder(out_dir, validation_split):
+    """A run with held-out images must not overwrite the release when that is a final fit."""
     for name, preset in presets.PRESETS.items():
         folder = (environment.project_root() or Path.cwd()) / (preset.checkpoint or "")
-        if preset.twin and folder.resolve() == out_dir.resolve():
-            if not final_fit:
-                twin = presets.PRESETS[preset.twin].checkpoint
-                raise ValueError(
-                    f"{out_dir} holds {name}, a final fit; a run with a validation split is its "
-                    f"twin: release it with --out {twin}."
-                )
+        if preset.twin and validation_split and folder.resolve() == out_dir.resolve():
+            raise ValueError(
+                f"{out_dir} holds {name}, a final fit; a run with a validation split is its "
+                f"twin: release it with --out {presets.PRESETS[preset.twin].checkpoint}."
+            )
 
 
 def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title):
@@ -152,7 +150,7 @@ def release(
     config = json.loads((run_dir / "config.json").read_text())
     final_fit = metadata.get("validation_split") == 0 and not evaluation.has_test_split(data_dir)
     twin = _twin(run_dir, twin, config) if final_fit else None
-    _refuse_twin_folder(out_dir, final_fit)
+    _refuse_twin_folder(out_dir, metadata.get("validation_split", 0.1))
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
     for name in RUN_FILES:

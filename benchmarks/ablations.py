@@ -202,9 +202,10 @@ def resolved_overrides(overrides, epochs):
 
 
 def reference_of(name, names):
-    """The run that row `name` is compared with: the release for `release-` rows (they change
-    the released 64-epoch recipe), v2 alone for the bundle, else the baseline; with the same
-    seed where that run exists (seeds of the baseline itself against the baseline)."""
+    """The run that row `name` is compared with: "release" for `release-` rows (they change
+    the released 64-epoch recipe; its score is the release's twin's, with the same validation
+    split), v2 alone for the bundle, else the baseline; with the same seed where that run
+    exists (seeds of the baseline itself against the baseline)."""
     if name.startswith("release-"):
         return "release"
     base = "v2-separable-attention" if name.startswith("v2-bundle") else "baseline"
@@ -320,7 +321,8 @@ def markdown_table(rows):
         "\n\nEvery run: the `cpu` recipe on the same 45,000/5,000 split, one change each, for "
         "12 epochs, or, for the equal-time rows, as many as the baseline's 12 take at the "
         "layout's measured speed (benchmarks/results/layouts_train_throughput.txt); `release-` "
-        "rows change the released recipe and are compared with the release in the levers table. "
+        "rows change the released recipe and are compared with it (the release's twin, on the same "
+        "split) in the levers table. "
         f"{noise} Fit times include validation and were measured while other work shared the "
         "two cores."
     )

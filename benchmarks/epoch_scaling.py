@@ -38,6 +38,11 @@ def read_run(run_dir):
     # Runs recorded before a recipe field existed ran with its default.
     config = {**TrainConfig().to_dict(), **json.loads((run_dir / "config.json").read_text())}
     metadata = json.loads((run_dir / "metadata.json").read_text())
+    if metadata.get("best_val_accuracy") is None:
+        raise ValueError(
+            f"{run_dir} has no validation accuracy (a final fit on every image); pass runs "
+            "with a validation split, such as its twin."
+        )
     return {
         "run": run_dir.name,
         "epochs": metadata["epochs_completed"],
@@ -58,7 +63,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         runs = sorted((read_run(r) for r in args.runs), key=lambda r: r["epochs"])
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     if any(r["recipe"] != runs[0]["recipe"] for r in runs) or len({r["epochs"] for r in runs}) < 2:
         sys.exit("error: the runs must share one recipe and differ in their number of epochs.")
@@ -69,12 +74,13 @@ def main(argv=None):
             for name in RUN_FILES:
                 shutil.copy2(Path(run_dir) / name, kept / name)
 
+    width = max(28, *(len(r["run"]) + 1 for r in runs))
     print(
-        f"{'run':28s} {'epochs':>6s} {'best val acc':>12s} {'best epoch':>10s} {'wall h':>6s} {'h/epoch':>7s}"
+        f"{'run':{width}s} {'epochs':>6s} {'best val acc':>12s} {'best epoch':>10s} {'wall h':>6s} {'h/epoch':>7s}"
     )
     for r in runs:
         print(
-            f"{r['run']:28s} {r['epochs']:6d} {r['accuracy']:12.2%} {r['best_epoch']:10d} "
+            f"{r['run']:{width}s} {r['epochs']:6d} {r['accuracy']:12.2%} {r['best_epoch']:10d} "
             f"{r['hours']:6.2f} {r['hours'] / r['epochs']:7.3f}"
         )
     gains = []

@@ -40,7 +40,11 @@ def releases(root=ROOT):
     fit's twin is left out, since the final fit reports the twin's scores."""
     from mobilevit_utils import presets
 
-    twins = {preset.twin for preset in presets.PRESETS.values()}
+    twins = {  # once their final fit is released
+        preset.twin
+        for preset in presets.PRESETS.values()
+        if preset.twin and (root / preset.checkpoint / "results.json").exists()
+    }
     found = []
     for name, preset in presets.PRESETS.items():
         if name in twins:

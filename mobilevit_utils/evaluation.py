@@ -223,6 +223,12 @@ def training_dataset(metadata, data_dir=None, on_error="raise"):
     return dataset
 
 
+FINAL_FIT_HAS_NO_VALIDATION = (
+    "This model was trained on every training image (validation_split=0), so this data holds "
+    "no images it has not seen; evaluate it on a test/ split."
+)
+
+
 def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     """Images and labels to evaluate a saved model on, resized to its input and labelled with
     its class names. With `data_dir`, reads `data_dir/<split>/<class>/*`; a split missing there
@@ -247,6 +253,8 @@ def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     # No test/ split (the CIFAR-10 copy here has none): the validation split training held out.
     dataset = training_dataset(metadata, data_dir, on_error)
     used = "test" if (split == "test" and dataset.x_test is not None) else "val"
+    if used == "val" and metadata.get("validation_split", 0.1) == 0:
+        raise ValueError(FINAL_FIT_HAS_NO_VALIDATION)
     x, y = dataset.split(used)
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
 
@@ -263,9 +271,6 @@ def held_out_data(metadata, data_dir=None, on_error="raise"):
     training held out; returns ((images, labels, class_names, source), split name)."""
     if not has_test_split(data_dir):
         if metadata.get("validation_split", 0.1) == 0:
-            raise ValueError(
-                "This model was trained on every training image (validation_split=0), so "
-                "this data holds no images it has not seen; evaluate it on a test/ split."
-            )
+            raise ValueError(FINAL_FIT_HAS_NO_VALIDATION)
         return evaluation_data(metadata, data_dir, "val", on_error), "val"
     return evaluation_data(metadata, data_dir, "test", on_error), "test"

@@ -129,7 +129,7 @@ def from_preset(name, download_from=REPO_URL):
 
 def preset_metadata(name, download_from=REPO_URL):
     """Class names, input contract (`preprocessing`, a dict) and, for released checkpoints, the
-    training run's metadata (seed, split, accuracy)."""
+    training run's metadata (seed, split, and best validation accuracy, None for a final fit)."""
     preset = _get(name)
     if preset.checkpoint is not None:
         folder = checkpoint_dir(name, download_from)

@@ -77,7 +77,7 @@ def test_reference_targets_run_commands_the_tools_accept():
     sys.path.insert(0, str(ROOT / "tools"))
     import release_checkpoint
 
-    from mobilevit_utils import cli
+    from mobilevit_utils import cli, presets, training
 
     for target in ("reference", "reference-final"):
         dry = subprocess.run(
@@ -96,9 +96,12 @@ def test_reference_targets_run_commands_the_tools_accept():
             shlex.split(release.split("release_checkpoint.py", 1)[1])
         )
         assert released.run_dir == args.out and released.data_dir == "../shared/data"
+        twin = presets.PRESETS[presets.PRESETS[training.RELEASED_PRESET].twin].checkpoint
         if target == "reference-final":
             assert cli.train_overrides(args) == {"validation_split": 0.0}
-            assert released.twin == "artifacts/runs/reference-cpu"
+            assert released.twin == twin and released.out == release_checkpoint.DEFAULT_OUT
+        else:  # the twin goes to its own folder and leaves the README's table alone
+            assert released.out == twin and released.readme == ""
 
 
 def test_pages_workflow_installs_the_site_pins_and_runs_the_builder():

@@ -469,6 +469,8 @@ def test_final_fit_trains_on_every_image_and_keeps_the_last_epoch(tmp_path):
         np.testing.assert_array_equal(ours, theirs)  # the last epoch's weights
     with pytest.raises(ValueError, match="trained on every training image"):
         evaluation.held_out_data(metadata, tmp_path / "data")
+    with pytest.raises(ValueError, match="trained on every training image"):
+        evaluation.evaluation_data(metadata, tmp_path / "data", "val")  # `evaluate --split val`
     with pytest.raises(ValueError, match="needs a fixed number of epochs"):
         training.train("quick", run_dir=tmp_path / "run2", early_stopping_patience=2, **options)
 

@@ -70,7 +70,10 @@ def _twin(run_dir, twin, config):
             f"--twin {twin} must be {run_dir}'s recipe with a validation split; it differs in "
             f"{', '.join(differs) or 'validation_split (0 in both)'}."
         )
-    return Path(twin)
+    # Recorded relative to the repository, as the committed results name it.
+    twin = Path(twin).resolve()
+    root = environment.project_root() or Path.cwd()
+    return twin.relative_to(root) if twin.is_relative_to(root) else twin
 
 
 def _fit_seconds(history):
@@ -183,7 +186,10 @@ def release(
             out_dir / "report",
             f"{model.name} (twin run with a validation split)",
         )
-        export_tflite(model, metadata, data_dir, precisions, tflite_dir)
+        shipped = export_tflite(model, metadata, data_dir, precisions, tflite_dir)
+        scores["tflite_release_size_kb"] = {
+            precision: round(path.stat().st_size / 1024) for precision, path in shipped.items()
+        }
 
     run_env = metadata.get("environment", {})
     results = {
@@ -233,8 +239,13 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
             f"all {tr['train_images']:,} training images, these included"
         )
     minutes = tr["wall_time_s"] / 60 if tr["wall_time_s"] else float("nan")
-    sizes = ", ".join(f"{p} {v['size_kb']:,} KB" for p, v in results["tflite"].items())
+    # A final fit ships its own TFLite files; their accuracy is measured on the twin's.
+    shipped = results.get("tflite_release_size_kb") or {
+        p: v["size_kb"] for p, v in results["tflite"].items()
+    }
+    sizes = ", ".join(f"{p} {kb:,} KB" for p, kb in shipped.items())
     accuracies = ", ".join(f"{p} {v['accuracy']:.2%}" for p, v in results["tflite"].items())
+    of_twin = " (the twin's files)" if results.get("scored_by_twin") else ""
     rows = [
         (
             "model",
@@ -268,7 +279,7 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
             f"{tr['hardware']}, {tr['backend']} backend",
         ),
         ("TFLite size", sizes),
-        ("TFLite accuracy (same images)", accuracies),
+        (f"TFLite accuracy{of_twin} (same images)", accuracies),
     ]
     data_arg = f" --data-dir {data_dir}" if data_dir else ""
     config = json.loads((run_dir / "config.json").read_text())
@@ -279,7 +290,7 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         *(f"| {k} | {v} |" for k, v in rows),
         "",
         f"Files: [`{out_dir.as_posix()}/`]({out_dir.as_posix()}/) (checkpoint, metadata, history, "
-        "curves, evaluation report). Reproduce:",
+        f"curves, evaluation report{' of the twin' if of_twin else ''}). Reproduce:",
         "",
         "```bash",
         command,

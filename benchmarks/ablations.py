@@ -272,8 +272,7 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
     )
     config = json.loads((run_dir / "config.json").read_text())
     history = training.read_history(run_dir)
-    # Summed per epoch from history.csv, so interrupted and resumed sessions all count.
-    train_time = sum(row["epoch_time_s"] for row in history)
+    train_time = training.fit_seconds(history)  # resumed sessions all count
     return {
         "name": name,
         "change": change,

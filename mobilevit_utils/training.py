@@ -1041,6 +1041,13 @@ def float32_checkpoint(path):
         converted.save(path)
 
 
+def fit_seconds(history):
+    """`fit`'s time from a history: every epoch's `epoch_time_s` (validation included) summed,
+    so a run resumed across sessions counts them all; None where an epoch lacks the column."""
+    times = [row.get("epoch_time_s") for row in history]
+    return sum(float(t) for t in times) if times and all(times) else None
+
+
 def read_history(run_dir):
     """history.csv as a list of dicts with float values (CSVLogger format)."""
     path = Path(run_dir) / "history.csv"

@@ -76,16 +76,11 @@ def _twin(run_dir, twin, config):
     return twin.relative_to(root) if twin.is_relative_to(root) else twin
 
 
-def _fit_seconds(history):
-    """`fit`'s time, each epoch's (validation included) summed, or None without the column."""
-    times = [float(row["epoch_time_s"]) for row in history if row.get("epoch_time_s")]
-    return round(sum(times), 1) if times and len(times) == len(history) else None
-
-
 def _refuse_twin_folder(out_dir, validation_split):
     """A run with held-out images must not overwrite the release when that is a final fit."""
+    root = environment.project_root() or Path.cwd()
     for name, preset in presets.PRESETS.items():
-        folder = (environment.project_root() or Path.cwd()) / (preset.checkpoint or "")
+        folder = root / (preset.checkpoint or "")
         if preset.twin and validation_split and folder.resolve() == out_dir.resolve():
             raise ValueError(
                 f"{out_dir} holds {name}, a final fit; a run with a validation split is its "
@@ -192,6 +187,7 @@ def release(
         }
 
     run_env = metadata.get("environment", {})
+    fit = training.fit_seconds(history)  # every session of a resumed run
     results = {
         "model": model.name,
         "variant": metadata.get("variant"),
@@ -206,8 +202,7 @@ def release(
             "epochs": metadata.get("epochs_completed"),
             "best_epoch": metadata.get("best_epoch"),
             "train_images": metadata.get("train_images"),
-            # Summed over the epochs: a run resumed across sessions counts every session.
-            "wall_time_s": _fit_seconds(history) or metadata.get("wall_time_s_last_session"),
+            "wall_time_s": round(fit, 1) if fit else metadata.get("wall_time_s_last_session"),
             "backend": run_env.get("backend"),
             "cpu_count": run_env.get("cpu_count"),
             "devices": run_env.get("devices"),

@@ -163,6 +163,52 @@ def transform_layers(config, seed=None):
     return out
 
 
+def fixed_views(config, image_side=32):
+    """Each per-image transform of `config` once, at its policy's full strength and in one
+    direction, as (label, function of a 0-255 image batch) pairs: a gallery that shows what the
+    random layers of `transform_layers` do at most (a random draw may barely change an image)."""
+    config = get_augmentation(config)
+    views = []
+    if config.flip:
+        views.append(("flipped", lambda x: keras.ops.flip(x, axis=2)))
+
+    def fixed(label, layer):
+        views.append((label, lambda x: keras.ops.clip(layer(x, training=True), *VALUE_RANGE)))
+
+    if config.translate:
+        pixels = round(config.translate * image_side)
+        shift = (config.translate, config.translate)
+        fixed(
+            f"shifted {pixels} px",
+            layers.RandomTranslation(
+                shift, shift, fill_mode="reflect", interpolation=config.translate_interpolation
+            ),
+        )
+    if config.rotation:
+        turn = (config.rotation, config.rotation)
+        fixed(f"rotated {360 * config.rotation:.0f}°", layers.RandomRotation(turn, "reflect"))
+    if config.zoom:
+        # A negative factor zooms in: the crop-and-rescale kind of crop.
+        inward = (-config.zoom, -config.zoom)
+        fixed(f"zoomed in {config.zoom:.0%}", layers.RandomZoom(inward, fill_mode="reflect"))
+    if config.brightness:
+        up = (config.brightness, config.brightness)
+        fixed(f"brightness +{config.brightness:.0%}", layers.RandomBrightness(up, VALUE_RANGE))
+    if config.contrast:
+        # Contrast scales each image's deviation from its mean, as RandomContrast does.
+        def contrast(x, factor=1 + config.contrast):
+            mean = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+            return keras.ops.clip((x - mean) * factor + mean, 0, 255)
+
+        views.append((f"contrast +{config.contrast:.0%}", contrast))
+    if config.saturation:
+        fixed(
+            f"saturation +{config.saturation:.0%}",
+            layers.RandomSaturation((0.5 + config.saturation / 2,) * 2, VALUE_RANGE),
+        )
+    return views
+
+
 def _saturation_factor(strength):
     # RandomSaturation's factor is centred on 0.5 (= unchanged); map a strength s to 0.5 +- s/2.
     return (0.5 - strength / 2, 0.5 + strength / 2) if strength else None

@@ -132,6 +132,22 @@ def test_augmentation_keeps_shapes_and_range_and_is_seeded(preset):
     )
 
 
+def test_fixed_views_show_every_transform_at_full_strength():
+    images = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    views = aug.fixed_views("medium")
+    labels = [label for label, _ in views]
+    assert labels[:3] == ["flipped", "shifted 4 px", "rotated 14°"]
+    for label, view in views:
+        first, again = (keras.ops.convert_to_numpy(view(images)) for _ in range(2))
+        np.testing.assert_array_equal(first, again)  # fixed, not drawn
+        assert first.shape == images.shape and 0 <= first.min() and first.max() <= 255
+        assert np.abs(first - images).mean() > 1, label  # visibly changed
+    np.testing.assert_array_equal(views[0][1](images), images[:, :, ::-1])
+    # A 4-pixel shift moves whole pixels: the shifted image is the original, displaced.
+    shifted = keras.ops.convert_to_numpy(views[1][1](images))
+    np.testing.assert_array_equal(shifted[:, 4:, 4:], images[:, :-4, :-4])
+
+
 @pytest.mark.parametrize("mix", ["mixup", "cutmix"])
 def test_mixing_gives_soft_labels_that_sum_to_one(mix):
     config = aug.AugmentationConfig(mix=mix, mix_alpha=1.0)

@@ -105,19 +105,57 @@ def reliability_figure(table, ece):
     return fig
 
 
-def mistakes_figure(images, true_names, predicted_names, confidences, ncols=8):
-    """Gallery of misclassified images: true label, prediction and its confidence."""
-    titles = [
-        f"true: {t}\npred: {p} ({c:.2f})"
-        for t, p, c in zip(true_names, predicted_names, confidences)
-    ]
-    return image_grid(
-        images,
-        titles,
-        ncols=ncols,
-        size=1.6,
-        suptitle="most confident mistakes" if len(titles) else "no mistakes",
+def mistakes_figure(
+    images, true_names, predicted_names, confidences, ncols=8, suptitle=None, size=1.6
+):
+    """Gallery of predictions (by default the most confident mistakes), each image under two
+    short lines: the prediction with its confidence, then the true class. A wrong prediction
+    is marked red: its line, and a frame around the image."""
+    images = list(images)
+    nrows = max(1, int(np.ceil(len(images) / ncols)))
+    gap, head = 0.4, 0.35  # inches: the two lines above each image; the figure's title
+    height = nrows * size + nrows * gap + head
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, height), squeeze=False)
+    fig.subplots_adjust(
+        left=0.005,
+        right=0.995,
+        bottom=0.05 / height,
+        top=1 - (gap + head) / height,
+        wspace=0.1,
+        hspace=gap / size,
     )
+    red = "#c0392b"
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= len(images):
+            ax.axis("off")
+            continue
+        wrong = str(true_names[i]) != str(predicted_names[i])
+        ax.imshow(np.asarray(images[i]).squeeze())
+        for spine in ax.spines.values():
+            spine.set(visible=wrong, color=red, linewidth=3)
+        lines = [
+            (f"pred: {predicted_names[i]} {confidences[i]:.0%}", red if wrong else "black", 13),
+            (f"true: {true_names[i]}", "black", 3),
+        ]
+        for text, color, offset in lines:
+            ax.annotate(
+                text,
+                (0.5, 1),
+                xycoords="axes fraction",
+                xytext=(0, offset),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                color=color,
+                fontweight="bold" if color == red else "normal",
+            )
+    if suptitle is None:
+        suptitle = "most confident mistakes" if images else "no mistakes"
+    fig.suptitle(suptitle, y=1 - 0.05 / height, va="top")
+    return fig
 
 
 def history_figure(history, title=""):
@@ -144,34 +182,125 @@ def history_figure(history, title=""):
     return fig
 
 
-def ablation_figure(table, baseline="baseline"):
-    """Validation accuracy of each ablation run against its fit time and its MACs per image
-    (`table`: benchmarks/results/ablations.csv as a DataFrame), the baseline marked."""
-    import seaborn as sns
+def ablation_figure(table, baseline="baseline", noise_band=None):
+    """Validation accuracy of each ablation run against two costs that the machine's load
+    cannot move: training compute (epochs x MACs per image, relative to the baseline's) and
+    MACs per prediction (MACs per image x forward passes, on a log axis). Fit time is left out:
+    runs of one recipe took very different times when other work shared the cores.
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    `table`: benchmarks/results/ablations.csv as a DataFrame, optionally with `views` (forward
+    passes per prediction, default 1) and `verdict` (one colour each, see
+    `tuning.ablation_verdicts`). Each label sits in a column beside its panel, as near its
+    point's height as the labels above and below allow, joined to it by a line, so rows of the
+    same cost stay readable. `noise_band`: (low, high) accuracy in %, shaded (the baseline's
+    seeds)."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    def spread(desired, gap, lo, hi):
+        """Positions at least `gap` apart within [lo, hi], each as near its desired (sorted)
+        value as the others allow: overlapping runs merge and centre on their mean."""
+        groups = []  # [first index, count, centre]
+        for i, d in enumerate(desired):
+            groups.append([i, 1, d])
+            while True:
+                _, n, centre = groups[-1]
+                groups[-1][2] = min(max(centre, lo + (n - 1) * gap / 2), hi - (n - 1) * gap / 2)
+                if len(groups) == 1:
+                    break
+                (i0, n0, c0), (_, n1, c1) = groups[-2], groups[-1]
+                if c0 + (n0 + n1) * gap / 2 <= c1 + 1e-9:
+                    break
+                groups[-2:] = [[i0, n0 + n1, float(np.mean(desired[i0 : i0 + n0 + n1]))]]
+        return [c + (k - (n - 1) / 2) * gap for _, n, c in groups for k in range(n)]
+
     table = table.assign(
         accuracy=100 * table["val_accuracy"],
-        minutes=table["train_time_s"] / 60,
-        mmacs=table["macs"] / 1e6,
+        views=table["views"] if "views" in table else 1,
+        verdict=table["verdict"] if "verdict" in table else "run",
     )
-    for ax, (column, label) in zip(
-        axes, [("minutes", "fit time (min, 2 CPU cores)"), ("mmacs", "MACs per image (M)")]
-    ):
-        sns.scatterplot(data=table, x=column, y="accuracy", ax=ax, s=60)
-        for _, row in table.iterrows():
-            ax.annotate(
-                row["name"],
-                (row[column], row["accuracy"]),
-                fontsize=8,
-                xytext=(4, 3),
-                textcoords="offset points",
+    base = table.loc[table["name"] == baseline].iloc[0]
+    table = table.assign(
+        compute=table["epochs"] * table["macs"] / (base["epochs"] * base["macs"]),
+        inference=table["views"] * table["macs"] / 1e6,
+    ).sort_values("accuracy")
+    colours = dict(
+        zip(
+            ("reference", "seed", "helped", "within noise", "hurt"),
+            ("tab:blue", "tab:cyan", "tab:green", "tab:grey", "tab:red"),
+        )
+    )
+    panels = (
+        ("compute", "training compute: epochs x MACs per image, relative to the baseline", False),
+        ("inference", "multiply-accumulates per prediction (M): per image x forward passes", True),
+    )
+    fontsize = 8
+    line = fontsize * 1.3 / 72  # inches between two labels
+    axes_height = max(3.2, line * (len(table) + 1))
+    fig_height = len(panels) * (axes_height + 0.9) + 0.8
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, fig_height))
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.64,
+        top=1 - 0.8 / fig_height,
+        bottom=0.6 / fig_height,
+        hspace=0.9 / axes_height,
+    )
+    low, high = table["accuracy"].min(), table["accuracy"].max()
+    pad = 0.04 * (high - low)
+    ylim = (low - pad, high + pad)
+    for ax, (column, label, log) in zip(axes, panels):
+        if noise_band is not None:
+            ax.axhspan(*noise_band, color="grey", alpha=0.15, lw=0)
+        ax.axhline(base["accuracy"], ls="--", c="grey", lw=1)
+        for verdict, rows in table.groupby("verdict", sort=False):
+            ax.scatter(
+                rows[column], rows["accuracy"], s=36, c=colours.get(verdict, "tab:blue"), zorder=3
             )
-        if baseline in set(table["name"]):
-            ax.axhline(table.loc[table["name"] == baseline, "accuracy"].iloc[0], ls="--", c="grey")
-        ax.set(xlabel=label, ylabel="validation accuracy (%)")
-    fig.suptitle("Ablations at equal budget (dashed: the baseline)")
-    fig.tight_layout()
+        if log:  # round ticks (20, 30, 50, 100, ...) instead of overprinting 3x10^1, 4x10^1
+            ax.set_xscale("log")
+            lo, hi = ax.get_xlim()
+            decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+            ticks = [m * 10**e for e in decades for m in (1, 2, 3, 5) if lo <= m * 10**e <= hi]
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(xlabel=label, ylabel="validation accuracy (%)", ylim=ylim)
+        gap = (ylim[1] - ylim[0]) * line / axes_height
+        heights = spread(list(table["accuracy"]), gap, *ylim)
+        for (_, row), y in zip(table.iterrows(), heights):
+            epochs = f" ({row['epochs']} epochs)" if row["epochs"] != base["epochs"] else ""
+            ax.annotate(
+                row["name"] + epochs,
+                xy=(row[column], row["accuracy"]),
+                xytext=(1.03, y),
+                textcoords=("axes fraction", "data"),
+                fontsize=fontsize,
+                va="center",
+                annotation_clip=False,
+                arrowprops=dict(arrowstyle="-", color="0.75", lw=0.6, shrinkA=0, shrinkB=3),
+            )
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", c=colours[v], label=v)
+        for v in colours
+        if v in set(table["verdict"])
+    ]
+    handles.append(plt.Line2D([], [], ls="--", c="grey", label=baseline))
+    if noise_band is not None:
+        handles.append(Patch(color="grey", alpha=0.15, label="its seeds' spread (the noise)"))
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.35 / fig_height),
+        ncol=len(handles),
+        fontsize=fontsize + 1,
+        frameon=False,
+    )
+    fig.suptitle(
+        "Ablations: accuracy against costs that machine load cannot move (fit time is not one)",
+        y=1 - 0.05 / fig_height,
+        va="top",
+    )
     return fig
 
 
@@ -244,5 +373,110 @@ def results_figure(points, noise_band=None, anchors=(), title=""):
         xlabel="multiply-accumulates per image (M)", ylabel="validation accuracy (%)", title=title
     )
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def architecture_figure(model, num_classes=10, title=None):
+    """A MobileViT drawn stage by stage, left to right: stem -> inverted residuals -> MobileViT
+    blocks -> head. Each box names its blocks, grows with its feature map's side (log scale),
+    and carries the tensor shape it outputs, its parameters and its MACs per image.
+
+    `model`: a model made by `models.build_mobilevit` (its input size known), or a variant (a
+    name or `MobileViTConfig`), built here with `num_classes` outputs at its default input.
+    """
+    import keras
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from mobilevit_utils import layers as mvl
+    from mobilevit_utils import models
+
+    if not isinstance(model, keras.Model):
+        model = models.build_mobilevit(model, num_classes=num_classes)
+
+    def si(number):  # 1234567 -> '1.23 M'
+        for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if number >= size:
+                return f"{number / size:.3g} {unit}"
+        return f"{number:.0f}"
+
+    def box_height(shape):  # grows with the log of the map's side (a vector: 1)
+        return 1.2 + 0.6 * np.log2(shape[0] if len(shape) == 3 else 1)
+
+    def describe(key, members):  # (kind, text) of one stage's layers
+        first = members[0]
+        blocks = [layer for layer in members if isinstance(layer, mvl.MobileViTBlock)]
+        if blocks:
+            block = blocks[0]
+            name = (
+                "MobileViTv2 block"
+                if isinstance(block, mvl.MobileViTV2Block)
+                else "v3-style block"
+                if isinstance(block, mvl.MobileViTV3Block)
+                else "MobileViT block"
+            )
+            return "attention", (
+                f"inverted residual\nstride {first.strides}\n+ {name}\n"
+                f"{block.num_transformer_layers} transformer\nlayers, d={block.embedding_dim}\n"
+                f"{block.patch_size}x{block.patch_size} patches"
+            )
+        if key in ("stem", "final_conv"):
+            size = f"{first.kernel_size}x{first.kernel_size} conv"
+            return "conv", f"{size}\nstride {first.strides}" if key == "stem" else size
+        if key == "head":
+            return "head", "average pool\ndropout\ndense"
+        plural = "s" if len(members) > 1 else ""
+        then = ", then 1" if plural and first.strides > 1 else ""
+        return "mv2", f"{len(members)} inverted\nresidual{plural}\nstride {first.strides}{then}"
+
+    groups = {}  # stage -> its layers' table rows, in model order
+    for row in models.layer_table(model):
+        name = row["layer"]
+        key = name.split("_")[0] if name.startswith(("stem", "stage")) else name
+        key = "head" if key in ("avg_pool", "dropout", "classifier") else key
+        if key != "rescaling":
+            groups.setdefault(key, []).append(row)
+    stages = [("input", "input", "image", tuple(model.input_shape[1:]), None)]
+    for key, rows in groups.items():
+        kind, text = describe(key, [model.get_layer(row["layer"]) for row in rows])
+        params, macs = sum(row["params"] for row in rows), sum(row["macs"] for row in rows)
+        label = "final conv" if key == "final_conv" else key
+        stages.append((label, kind, text, rows[-1]["output_shape"], (params, macs)))
+
+    colours = {"input": "0.85", "conv": "C0", "mv2": "C1", "attention": "C2", "head": "C3"}
+    width, gap = 1.5, 0.45
+    fig, ax = plt.subplots(figsize=(1.05 * (width + gap) * len(stages), 4.6))
+    for i, (name, kind, text, shape, cost) in enumerate(stages):
+        x, height = i * (width + gap), box_height(shape)
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, -height / 2),
+                width,
+                height,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                facecolor=colours[kind],
+                alpha=0.35,
+                edgecolor="0.3",
+            )
+        )
+        ax.text(x + width / 2, height / 2 + 0.15, name, ha="center", va="bottom", weight="bold")
+        ax.text(x + width / 2, 0, text, ha="center", va="center", fontsize=8, linespacing=1.2)
+        below = str(shape) + (f"\n{si(cost[0])} params\n{si(cost[1])} MACs" if cost else "")
+        ax.text(x + width / 2, -height / 2 - 0.15, below, ha="center", va="top", fontsize=8)
+        if i:
+            arrow = FancyArrowPatch(
+                (x - gap + 0.03, 0),
+                (x - 0.03, 0),
+                arrowstyle="-|>",
+                mutation_scale=18,
+                lw=1.5,
+                color="0.3",
+            )
+            ax.add_patch(arrow)
+    tallest = max(box_height(stage[3]) for stage in stages)
+    ax.set_xlim(-0.1, len(stages) * (width + gap) - gap + 0.1)
+    ax.set_ylim(-tallest / 2 - 1.4, tallest / 2 + 0.7)
+    ax.axis("off")
+    ax.set_title(title or f"{model.name}: box height grows with the feature map's side (log scale)")
     fig.tight_layout()
     return fig

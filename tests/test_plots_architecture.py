@@ -1,0 +1,35 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mobilevit_utils import models, plots  # noqa: E402
+
+
+def figure_text(fig):
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
+
+
+def test_architecture_figure_draws_every_stage_with_its_shape():
+    model = models.build_mobilevit("xxs_cifar", num_classes=10)
+    fig = plots.architecture_figure(model)
+    text = figure_text(fig)
+    names = ["input", "stem", "stage1", "stage2", "stage3", "stage4", "stage5", "final conv"]
+    assert [t for t in text if t in names + ["head"]] == names + ["head"]
+    table = models.layer_table(model)
+    last = {row["layer"].split("_")[0]: row["output_shape"] for row in table}
+    for stage in ("stem", "stage1", "stage2", "stage3", "stage4", "stage5"):
+        assert any(t.startswith(str(last[stage])) for t in text), stage
+    assert any(t.startswith("(10,)") for t in text)
+    assert sum("MobileViT block" in t for t in text) == 3
+    plt.close(fig)
+
+
+def test_architecture_figure_builds_a_variant_name():
+    fig = plots.architecture_figure("v2_050_cifar", num_classes=10)
+    text = figure_text(fig)
+    assert sum("MobileViTv2 block" in t for t in text) == 3
+    assert "final conv" not in text  # v2 has no final 1x1 conv
+    assert any(t.startswith("(4, 4, 256)") for t in text)
+    plt.close(fig)

@@ -259,6 +259,19 @@ def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
 
 
+def training_recipe(run_dir, metadata=None):
+    """The recipe a run trained with, as a dict (label smoothing, augmentation, ...): the run's
+    config.json, else the preset its metadata names (a downloaded release carries only
+    model.keras and metadata.json); {} when neither says."""
+    from mobilevit_utils import training
+
+    config = Path(run_dir) / "config.json"
+    if config.exists():
+        return json.loads(config.read_text())
+    preset = (metadata or {}).get("preset")
+    return training.RECIPES[preset].to_dict() if preset in training.RECIPES else {}
+
+
 def has_test_split(data_dir=None):
     """Whether the data (`data_dir`, else $MOBILEVIT_DATA_DIR, else the CIFAR-10 download) has
     a test split."""

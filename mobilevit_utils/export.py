@@ -251,6 +251,28 @@ def write_metadata(model_path, metadata):
     metadata_path(model_path).write_text(json.dumps(metadata, indent=2) + "\n")
 
 
+def op_dtypes(tflite_path):
+    """Each operator of a `.tflite` file, as stored (before any delegate takes it over), with
+    the dtypes of its inputs and outputs: [{"op": "CONV_2D", "inputs": ("int8", "int8",
+    "int32"), "outputs": ("int8",)}, ...]. Shows which operators of an int8 file still
+    compute in float32."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(tflite_path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    return [
+        {
+            "op": op["op_name"],
+            "inputs": tuple(dtypes[i] for i in op["inputs"] if i >= 0),
+            "outputs": tuple(dtypes[i] for i in op["outputs"]),
+        }
+        for op in interpreter._get_ops_details()
+    ]
+
+
 def parity(model, tflite_path, images, tolerance=1e-4):
     """Compare a TFLite file with its Keras model on `images`.
 

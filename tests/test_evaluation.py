@@ -192,3 +192,16 @@ def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
     line = predicted.stdout.strip().splitlines()[-1]
     assert line.startswith(f"{image}: ")
     assert line[len(f"{image}: ") :].count("class") == 2
+
+
+def test_training_recipe_reads_the_run_config_else_the_named_preset(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"label_smoothing": 0.2}))
+    assert evaluation.training_recipe(tmp_path, {"preset": "cpu"})["label_smoothing"] == 0.2
+    bare = tmp_path / "downloaded"  # a released checkpoint fetched without its config.json
+    bare.mkdir()
+    from mobilevit_utils import training
+
+    cpu = evaluation.training_recipe(bare, {"preset": "cpu"})
+    assert cpu["label_smoothing"] == training.RECIPES["cpu"].label_smoothing
+    assert evaluation.training_recipe(bare, {"preset": "nonesuch"}) == {}
+    assert evaluation.training_recipe(bare) == {}

@@ -49,6 +49,16 @@ def test_fp32_parity(exported, small_model):
     assert export.parity(small_model, paths["fp32"], images)["max_abs_diff"] <= 1e-4
 
 
+def test_op_dtypes_show_what_computes_in_int8(exported):
+    paths, _ = exported
+    fp32 = export.op_dtypes(paths["fp32"])
+    assert [op["op"] for op in fp32] == export.TFLiteModel(paths["fp32"]).op_names()
+    assert all(set(op["outputs"]) == {"float32"} for op in fp32)
+    int8 = export.op_dtypes(paths["int8"])
+    convolutions = [op for op in int8 if op["op"] == "CONV_2D"]
+    assert convolutions and all(op["outputs"] == ("int8",) for op in convolutions)
+
+
 def test_int8_model_quantises_its_inputs(exported):
     paths, images = exported
     runner = export.TFLiteModel(paths["int8"])

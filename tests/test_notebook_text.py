@@ -47,6 +47,7 @@ CONSTANTS = {
         "5,578,632": "Apple's published parameter count (S)",
         "255": "the 8-bit pixel range",
         "288": "the reference's resize (its preprocessing)",
+        "256": "the tokens per sequence of a 32x32 map in 2x2 patches (arithmetic)",
         "2022": "a paper's year",
         "2020": "a paper's year",
         "64": "the example's embedding width (code sets it)",

@@ -22,8 +22,8 @@ MAX_WORDS = 150
 NAMES = re.compile(
     r"CIFAR-10|MobileViTv[12]|MobileNetV[23]|ICLR 20\d\d|\b(?:u?int|float|bfloat)\d+|top-\d"
     r"|\bv[12]\b|Python 3\.\d+|\d+(?:x\d+)+|\b\d{2}_[a-z_]+|\bnotebooks? 0\d(?:(?:, | and | or |–)0\d)*"
-    r"|^# 0\d ·"
-    , flags=re.M
+    r"|^# 0\d ·",
+    flags=re.M,
 )
 NUMBER = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*(?:\.\d+)?(?:\s?%| points?)?")
 

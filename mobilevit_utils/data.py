@@ -793,3 +793,10 @@ def measure_throughput(dataset, max_batches=None):
         if max_batches and i + 1 >= max_batches:
             break
     return count / max(time.perf_counter() - start, 1e-9)
+
+
+def has_test_split(data_dir=None):
+    """Whether the data (`data_dir`, else $MOBILEVIT_DATA_DIR, else the CIFAR-10 download) has
+    a test split."""
+    local = data_dir or os.environ.get(DATA_ENV)
+    return not local or (resolve_local_root(local) / "test").is_dir()

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from mobilevit_utils import data as data_lib
-from mobilevit_utils.environment import DATA_ENV, display_path
+from mobilevit_utils.environment import display_path
 from mobilevit_utils.inference import (  # noqa: F401  (part of this module's API too)
     load_classifier,
     predict_logits,
@@ -272,11 +271,7 @@ def training_recipe(run_dir, metadata=None):
     return training.RECIPES[preset].to_dict() if preset in training.RECIPES else {}
 
 
-def has_test_split(data_dir=None):
-    """Whether the data (`data_dir`, else $MOBILEVIT_DATA_DIR, else the CIFAR-10 download) has
-    a test split."""
-    local = data_dir or os.environ.get(DATA_ENV)
-    return not local or (data_lib.resolve_local_root(local) / "test").is_dir()
+has_test_split = data_lib.has_test_split  # part of this module's API too
 
 
 def held_out_data(metadata, data_dir=None, on_error="raise"):

@@ -1095,7 +1095,7 @@ def find_run(run_dir=None, download_from=None, data_dir=None, validated=False):
     `download_from`: a GitHub repository URL to fetch the released checkpoint from when it is
     not on disk (Colab installs the package, not the repository's `checkpoints/` folder).
     """
-    from mobilevit_utils import evaluation, presets
+    from mobilevit_utils import presets
 
     if run_dir:
         if (Path(run_dir) / "model.keras").exists():
@@ -1108,7 +1108,7 @@ def find_run(run_dir=None, download_from=None, data_dir=None, validated=False):
     if (notebook_run / "model.keras").exists():
         return notebook_run
     name, twin = RELEASED_PRESET, presets.PRESETS[RELEASED_PRESET].twin
-    if twin and (validated or not evaluation.has_test_split(data_dir)):
+    if twin and (validated or not data_lib.has_test_split(data_dir)):
         why = "it has no validation curves" if validated else "this data has no test split"
         print(
             f"The release {name} is a final fit on every training image and {why}: its twin "

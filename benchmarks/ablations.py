@@ -214,6 +214,14 @@ def reference_of(name, names):
     return paired if paired in names and paired != name else base
 
 
+def seed_spread(rows):
+    """The noise: the spread (max - min) of the baseline's seeds' validation accuracy in points,
+    or None while one seed has finished. The rows named `baseline...` are one recipe with
+    different seeds; mobilevit_utils.tuning.seed_noise reads the same CSV the same way."""
+    seeds = [float(row["val_accuracy"]) for name, row in rows.items() if name.startswith("baseline")]
+    return 100 * (max(seeds) - min(seeds)) if len(seeds) > 1 else None
+
+
 def read_rows(csv_path):
     if not csv_path.exists():
         return {}
@@ -293,9 +301,8 @@ def markdown_table(rows):
     if "baseline" not in rows:
         return "No ablation has finished yet."
     base = float(rows["baseline"]["val_accuracy"])
-    seeds = [
-        float(row["val_accuracy"]) for name, row in rows.items() if name.startswith("baseline")
-    ]
+    seeds = [name for name in rows if name.startswith("baseline")]
+    spread = seed_spread(rows)
     lines = [
         "| run | change against the baseline | epochs | val accuracy | vs baseline | macro F1 | fit time | MACs |",
         "|---|---|---|---|---|---|---|---|",
@@ -310,10 +317,9 @@ def markdown_table(rows):
             f"{versus} | {float(row['macro_f1']):.4f} | {int(row['train_time_s']) / 60:.0f} min | "
             f"{int(row['macs']) / 1e6:.1f} M |"
         )
-    spread = 100 * (max(seeds) - min(seeds))
     noise = (
         f"The baseline with {len(seeds)} seeds spans {spread:.2f} points: smaller differences are noise."
-        if len(seeds) > 1
+        if spread is not None
         else "Only one seed of the baseline has finished, so the noise is not measured yet."
     )
     return "\n".join(lines) + (

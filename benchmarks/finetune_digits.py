@@ -98,11 +98,9 @@ def measure(n, method, seed, pool, test):
         )
         config = result["config"]
         epochs = config.epochs + (config.head_epochs if config.init_from else 0)
-        seconds = sum(row["epoch_time_s"] for row in result["history"])
-        if config.init_from:
-            seconds += sum(
-                row["epoch_time_s"] for row in training.read_history(Path(run_dir) / "run" / "head")
-            )
+        seconds = training.fit_seconds(result["history"])
+        if config.init_from:  # the frozen-backbone head phase trains first, in its own folder
+            seconds += training.fit_seconds(training.read_history(Path(run_dir) / "run" / "head"))
         report = evaluation.evaluate(result["model"], *test, names)
     return {
         "images_per_class": n,

@@ -92,13 +92,8 @@ def accuracy(name, rows):
     return None
 
 
-def seed_spread(rows):
-    seeds = [float(r["val_accuracy"]) for n, r in rows.items() if n.startswith("baseline")]
-    return max(seeds) - min(seeds) if len(seeds) > 1 else None
-
-
 def table(rows, release=RELEASE):
-    spread = seed_spread(rows)
+    spread = ablations.seed_spread(rows)
     lines = [
         "| lever | run | val accuracy | gain (points) | against the noise | status |",
         "|---|---|---|---|---|---|",
@@ -112,7 +107,7 @@ def table(rows, release=RELEASE):
             lines.append(f"| {lever.lever} | {lever.run or '-'} | - | - | - | {status} |")
             continue
         gain = 100 * (ours - theirs)
-        verdict = "-" if spread is None else ("beyond" if abs(gain) > 100 * spread else "within")
+        verdict = "-" if spread is None else ("beyond" if abs(gain) > spread else "within")
         lines.append(
             f"| {lever.lever} | {lever.run} vs {against} | {100 * ours:.2f} % | "
             f"{gain:+.2f} | {verdict} | measured |"
@@ -120,7 +115,7 @@ def table(rows, release=RELEASE):
     notes = []
     if spread is not None:
         notes.append(
-            f"Noise: the baseline's seeds span {100 * spread:.2f} points; a gain within that "
+            f"Noise: the baseline's seeds span {spread:.2f} points; a gain within that "
             "span is not evidence."
         )
     notes.append(

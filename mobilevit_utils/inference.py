@@ -203,6 +203,11 @@ def shifted(images, dy, dx):
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
+def tta_views(flip=False, shift=False):
+    """Forward passes per image that `predict_logits` makes with these options."""
+    return (2 if flip else 1) * (len(SHIFTS) if shift else 1)
+
+
 def predict_logits(model, images, batch_size=256, flip=False, shift=False):
     """Logits for uint8/float images, computed batch by batch (only the (N, classes) result is
     kept in memory). `model` is a Keras model or a `TFLiteModel`.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import keras
 
-from mobilevit_utils import models, training
+from mobilevit_utils import inference, models, training
 
 # The space searched: the series' three (learning rate, batch size, heads) and two more.
 SEARCH_SPACE = {
@@ -217,8 +217,11 @@ def seed_noise(table, baseline="baseline"):
 
 
 # Ablation rows that reuse the baseline's checkpoint with test-time augmentation, and their
-# forward passes per image (the image and its mirror; five positions, each also mirrored).
-TTA_VIEWS = {"flip-tta": 2, "flip-shift-tta": 10}
+# forward passes per image.
+TTA_VIEWS = {
+    "flip-tta": inference.tta_views(flip=True),
+    "flip-shift-tta": inference.tta_views(flip=True, shift=True),
+}
 
 
 def ablation_verdicts(table, references=None, noise=None):

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import learnable_images, write_image_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +130,18 @@ def test_readme_tables_match_the_committed_results(tmp_path):
     copy.write_text(readme)
     replace_block(copy, "levers", levers.table(rows))
     assert copy.read_text() == readme
+
+
+def test_the_benchmarks_and_notebook_06_measure_the_same_seed_noise():
+    """benchmarks/ (no Keras) and mobilevit_utils.tuning (notebook 06) read the noise alike."""
+    import pandas as pd
+
+    from mobilevit_utils import tuning
+
+    csv_path = ablations.RESULTS / "ablations.csv"
+    spread = ablations.seed_spread(ablations.read_rows(csv_path))
+    assert spread > 0
+    assert tuning.seed_noise(pd.read_csv(csv_path)) == pytest.approx(spread)
 
 
 def test_epoch_scaling_reproduces_the_committed_bilinear_series(capsys):

@@ -25,3 +25,27 @@ def test_executed_copy_runs_the_notebooks_code(notebook):
     )
     outputs = [c.get("outputs") for c in nbformat.read(executed, as_version=4).cells]
     assert any(outputs), f"docs/{notebook.name} has no outputs"
+
+
+def test_cited_full_mode_times_are_those_the_executed_copies_record():
+    """notebooks/README.md and the README cite the docs/ copies' run times: the committed
+    benchmarks/results/notebook_times_full.txt, which must be what its command prints now."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import notebook_times
+
+    copies = sorted(DOCS.glob("0*.ipynb"))
+    committed = (ROOT / "benchmarks" / "results" / "notebook_times_full.txt").read_text()
+    assert committed.split("\n", 1)[1].strip() == notebook_times.report(copies), (
+        "docs/ was regenerated: rerun `python benchmarks/notebook_times.py docs/*.ipynb` into "
+        "benchmarks/results/notebook_times_full.txt and update notebooks/README.md"
+    )
+    measured = notebook_times.times(copies)
+    paragraph = (ROOT / "notebooks" / "README.md").read_text().split("Full mode (")[1]
+    cited = dict(re.findall(r"\b(0\d) ([\d,]+) s\b", paragraph.split("\n\n")[0]))
+    assert cited == {name[:2]: f"{seconds:,}" for name, seconds in measured.items()}
+    hours = {"one": 1, "two": 2, "three": 3}
+    said = re.search(r"runs the full series, about (\w+)\s+hours", (ROOT / "README.md").read_text())
+    assert said and hours[said.group(1)] == round(sum(measured.values()) / 3600)

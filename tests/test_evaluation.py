@@ -125,6 +125,26 @@ def test_shift_tta_averages_one_pixel_moves_with_reflected_edges():
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+class _CountingInterpreterModel:
+    """Stands in for a TFLiteModel (it has an `interpreter`) and counts forward passes."""
+
+    interpreter = None
+
+    def __init__(self):
+        self.images_seen = 0
+
+    def predict(self, batch):
+        self.images_seen += len(batch)
+        return np.zeros((len(batch), 3), "float32")
+
+
+@pytest.mark.parametrize("flip, shift", [(False, False), (True, False), (False, True), (True, True)])
+def test_tta_views_counts_the_forward_passes_predict_logits_makes(flip, shift):
+    model = _CountingInterpreterModel()
+    inference.predict_logits(model, random_images(3, seed=2), batch_size=2, flip=flip, shift=shift)
+    assert model.images_seen == 3 * inference.tta_views(flip=flip, shift=shift)
+
+
 def _write_split(root, names, per_class=3):
     labels = np.repeat(np.arange(len(names)), per_class)
     write_image_tree(root, random_images(len(labels), seed=1), labels, names)

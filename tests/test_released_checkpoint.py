@@ -109,6 +109,19 @@ def test_preset_api_returns_the_release(release, monkeypatch):
         presets.from_preset("mobilevit_tiny")
 
 
+@pytest.mark.skipif(TWIN_PRESET is None, reason="the release is scored on its own split")
+def test_the_twin_preset_loads_and_carries_the_validation_score(monkeypatch):
+    """The twin is a preset of its own: the model that holds the release's held-out score."""
+    monkeypatch.chdir(RELEASE.parents[1])
+    model = presets.from_preset(TWIN_PRESET)
+    assert model.output_shape[-1] == len(CIFAR10)
+    info = presets.preset_metadata(TWIN_PRESET)
+    assert info["class_names"] == CIFAR10 and info["validation_split"] > 0
+    stored = json.loads((SCORED / "metadata.json").read_text())
+    assert info["best_val_accuracy"] == pytest.approx(stored["best_val_accuracy"])
+    assert info["best_val_accuracy"] > 0.5
+
+
 def test_committed_results_hold_no_machine_paths():
     root = RELEASE.parents[1]
     files = [

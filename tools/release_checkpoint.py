@@ -240,7 +240,8 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
     }
     sizes = ", ".join(f"{p} {kb:,} KB" for p, kb in shipped.items())
     accuracies = ", ".join(f"{p} {v['accuracy']:.2%}" for p, v in results["tflite"].items())
-    of_twin = " (the twin's files)" if results.get("scored_by_twin") else ""
+    of_twin = bool(results.get("scored_by_twin"))
+    files = "the twin's files, " if of_twin else ""
     rows = [
         (
             "model",
@@ -274,7 +275,7 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
             f"{tr['hardware']}, {tr['backend']} backend",
         ),
         ("TFLite size", sizes),
-        (f"TFLite accuracy{of_twin} (same images)", accuracies),
+        (f"TFLite accuracy ({files}same images)", accuracies),
     ]
     data_arg = f" --data-dir {data_dir}" if data_dir else ""
     config = json.loads((run_dir / "config.json").read_text())

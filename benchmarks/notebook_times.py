@@ -29,7 +29,9 @@ def run_seconds(notebook):
     stamps = [s for s in stamps if s and "iopub.execute_input" in s and "shell.execute_reply" in s]
     if not stamps:
         return None
-    return (_time(stamps[-1]["shell.execute_reply"]) - _time(stamps[0]["iopub.execute_input"])).total_seconds()
+    return (
+        _time(stamps[-1]["shell.execute_reply"]) - _time(stamps[0]["iopub.execute_input"])
+    ).total_seconds()
 
 
 def times(notebooks):

@@ -297,7 +297,7 @@ def ablation_figure(table, baseline="baseline", noise_band=None):
         frameon=False,
     )
     fig.suptitle(
-        "Ablations: accuracy against costs that machine load cannot move (fit time is not one)",
+        "Ablations: accuracy against costs that machine load cannot move",
         y=1 - 0.05 / fig_height,
         va="top",
     )

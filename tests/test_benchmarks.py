@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import learnable_images, write_image_tree
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -138,7 +138,9 @@ class _CountingInterpreterModel:
         return np.zeros((len(batch), 3), "float32")
 
 
-@pytest.mark.parametrize("flip, shift", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    "flip, shift", [(False, False), (True, False), (False, True), (True, True)]
+)
 def test_tta_views_counts_the_forward_passes_predict_logits_makes(flip, shift):
     model = _CountingInterpreterModel()
     inference.predict_logits(model, random_images(3, seed=2), batch_size=2, flip=flip, shift=shift)

@@ -82,6 +82,8 @@ CONSTANTS = {
         "45,000": "the ablations' training images (CIFAR-10's 50,000 less the 10 % held out)",
         "5,000": "the images held out by the ablations' split and by the release's twin",
         "0.5": "the cpu recipe's MobileViTv2 width (a recipe value)",
+        "0.01": "the smallest label weight the mixing gallery's titles show (the code sets it)",
+        "0.2": "MixUp's alpha (a recipe value, augmentation.AUGMENTATIONS)",
     },
     "07": {
         "1,797": "scikit-learn's digits dataset size",

@@ -37,6 +37,10 @@ def test_search_trains_seeded_trials_and_returns_the_best_recipe(tmp_path):
     )
     assert len(study.trials) == 2
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    table = tuning.trials_table(study)
+    assert list(table["epochs"]) == [1, 1]  # each epoch's score reached the pruner
+    assert study.user_attrs["startup_trials"] == tuning.STARTUP_TRIALS > 2
+    assert set(table["proposed by"]) == {"random"}
     # the cpu recipe's MobileViTv2 has no heads: num_heads is not searched
     assert set(study.best_params) == set(tuning.SEARCH_SPACE) - {"num_heads"}
     # seeded: the same first proposal every time
@@ -83,9 +87,13 @@ def test_trials_table_and_readable_slice_ticks():
     from optuna.visualization import matplotlib as optuna_plots
 
     space = {"learning_rate": (3e-4, 5e-3), "augmentation": ("light", "cutmix")}
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.set_user_attr("startup_trials", 2)
     study.optimize(lambda t: -abs(math.log10(tuning.suggest(t, space)["learning_rate"]) + 3), 6)
     table = tuning.trials_table(study)
+    proposed = dict(zip(table["number"], table["proposed by"]))
+    assert proposed == {n: "random" if n < 2 else "TPE" for n in range(6)}
     assert list(table["value"]) == sorted(table["value"], reverse=True)
     assert {"learning_rate", "augmentation", "duration"} <= set(table.columns)
     assert all(isinstance(d, str) and d.endswith("s") for d in table["duration"])
@@ -93,6 +101,10 @@ def test_trials_table_and_readable_slice_ticks():
     log_axis = next(ax for ax in np.ravel(axes) if ax.get_xscale() == "log")
     assert 2 <= len(log_axis.get_xticks()) <= 4
     assert not any(label.get_text() for label in log_axis.get_xminorticklabels())
+    panels = list(np.ravel(axes))
+    colour_bar = next(ax for ax in panels[0].figure.axes if ax not in panels)
+    panels[0].figure.canvas.draw()
+    assert all(float(t).is_integer() for t in colour_bar.get_yticks())  # trial numbers
     matplotlib.pyplot.close("all")
 
 
@@ -165,5 +177,6 @@ def test_release_table_reads_a_results_json():
     table = tuning.release_table(results)
     assert list(table["passes per image"]) == [1, 2, 10, 1]
     assert list(table["accuracy (%)"]) == [88.0, 88.7, 89.26, 87.88]
-    assert "1,533 KB" in table["file"].iloc[-1]
+    assert "1,533 KB" in table["released file"].iloc[-1]
+    assert list(table["vs plain (points)"]) == [0.0, 0.7, 1.26, -0.12]
     assert len(tuning.release_table({"evaluation": {"accuracy": 0.5}})) == 1

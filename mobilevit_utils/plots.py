@@ -81,26 +81,25 @@ def confusion_matrix_figure(cm, class_names, normalize=False, title=""):
 
 
 def reliability_figure(table, ece):
-    """Reliability diagram: accuracy per confidence bin against the diagonal."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    """Reliability diagram: accuracy per confidence bin against the diagonal, and below it the
+    share of the images in each bin (a bar far off the diagonal matters only if it holds many)."""
+    fig, (ax, below) = plt.subplots(
+        2, 1, figsize=(4.5, 5.4), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+    )
     filled = table[table["count"] > 0]
     width = float(table["bin_high"].iloc[0] - table["bin_low"].iloc[0])
-    ax.bar(
-        filled["bin_low"],
-        filled["accuracy"],
-        width=width,
-        align="edge",
-        edgecolor="k",
-        alpha=0.7,
-        label="accuracy",
-    )
+    bars = dict(width=width, align="edge", edgecolor="k", alpha=0.7)
+    ax.bar(filled["bin_low"], filled["accuracy"], label="accuracy", **bars)
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (max probability)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"reliability (ECE = {ece:.3f})")
     ax.legend(loc="upper left")
+    share = 100 * filled["count"] / table["count"].sum()
+    below.bar(filled["bin_low"], share, color="0.6", **bars)
+    below.set_ylabel("images (%)")
+    below.set_xlabel("confidence (max probability)")
     fig.tight_layout()
     return fig
 

@@ -41,6 +41,21 @@ def test_metrics_match_hand_computed_case():
     assert list(evaluation.confident_mistakes(report)) == [1, 5]
 
 
+def test_reliability_figure_shows_how_many_images_each_bin_holds():
+    import matplotlib.pyplot as plt
+
+    from mobilevit_utils import plots
+
+    y_true = np.arange(20) % 4
+    probs = np.full((20, 4), 0.1)
+    probs[np.arange(20), y_true] = 0.7  # every prediction right, at confidence 0.7
+    report = evaluation.evaluate_predictions(y_true, probs, list("abcd"))
+    fig = plots.reliability_figure(report.reliability, report.expected_calibration_error)
+    shares = [bar.get_height() for bar in fig.axes[1].patches]
+    assert shares == pytest.approx([100.0])  # one bin holds them all
+    plt.close(fig)
+
+
 def test_top5_accuracy():
     y_true = np.array([0, 1])
     probs = np.zeros((2, 7))

@@ -63,6 +63,9 @@ POLICIES = {
     "none": AugmentationConfig(flip=False, translate=0.0),
     # The classic CIFAR recipe: horizontal flip + whole-pixel shifts of up to 4 pixels.
     "light": AugmentationConfig(),
+    # Shifts without the mirror: for digits, text and other images whose mirror image is
+    # another class or none.
+    "shift": AugmentationConfig(flip=False),
     # The same with bilinear (sub-pixel) shifts: the released 48-epoch model's policy, kept for
     # the ablation that measures the difference.
     "light_bilinear": AugmentationConfig(translate_interpolation="bilinear"),

@@ -161,6 +161,16 @@ def test_mixing_gives_soft_labels_that_sum_to_one(mix):
     assert keras.ops.convert_to_numpy(out["images"]).shape == images.shape
 
 
+def test_shift_policy_moves_images_but_never_mirrors_them():
+    assert [name for name, _ in aug.transform_layers("shift")] == ["translate"]
+    augmenter = aug.build_augmenter("shift", seed=0)
+    image = np.zeros((1, 32, 32, 3), "float32")
+    image[:, 10:22, 4:8] = 255.0  # a bar on the left: mirrored, it would sit on the right
+    moved = np.stack([np.asarray(augmenter(image, training=True))[0] for _ in range(8)])
+    left, right = moved[:, :, :16].sum(), moved[:, :, 16:].sum()
+    assert left > 0 and right == 0
+
+
 def test_unknown_augmentation_is_a_clear_error():
     with pytest.raises(ValueError, match="expected one of"):
         aug.get_augmentation("extreme")

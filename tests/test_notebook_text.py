@@ -83,7 +83,8 @@ CONSTANTS = {
         "5,000": "the images held out by the ablations' split and by the release's twin",
         "0.5": "the cpu recipe's MobileViTv2 width (a recipe value)",
         "0.01": "the smallest label weight the mixing gallery's titles show (the code sets it)",
-        "0.2": "MixUp's alpha (a recipe value, augmentation.AUGMENTATIONS)",
+        "0.2": "MixUp's alpha (a recipe value, augmentation.POLICIES)",
+        "1.0": "CutMix's factor (a recipe value, augmentation.POLICIES)",
     },
     "07": {
         "1,797": "scikit-learn's digits dataset size",

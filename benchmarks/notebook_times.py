@@ -3,7 +3,7 @@ started and finished (cell metadata `execution`), so the time is the first cell'
 last cell's end (the kernel's start-up excluded). Nothing is run here.
 
     python benchmarks/notebook_times.py docs/*.ipynb             # the full-mode copies readers see
-    make tutorial MOBILEVIT_QUICK=1 && python benchmarks/notebook_times.py artifacts/executed/*.ipynb
+    MOBILEVIT_QUICK=1 make tutorial && python benchmarks/notebook_times.py artifacts/executed/*.ipynb
 
 notebooks/README.md cites benchmarks/results/notebook_times_full.txt (the docs/ copies, which
 tests/test_docs.py checks against this command) and notebook_times_quick.txt (a quick-mode

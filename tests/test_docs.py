@@ -49,3 +49,21 @@ def test_cited_full_mode_times_are_those_the_executed_copies_record():
     hours = {"one": 1, "two": 2, "three": 3}
     said = re.search(r"runs the full series, about (\w+)\s+hours", (ROOT / "README.md").read_text())
     assert said and hours[said.group(1)] == round(sum(measured.values()) / 3600)
+
+
+def test_cited_quick_mode_times_are_the_committed_measurement():
+    """The quick-mode column of notebooks/README.md is benchmarks/results/notebook_times_quick.txt
+    (a quick `make tutorial`, read by benchmarks/notebook_times.py), not typed by hand."""
+    import re
+
+    measured = (ROOT / "benchmarks" / "results" / "notebook_times_quick.txt").read_text()
+    expected = {
+        name: seconds for name, seconds in re.findall(r"^(0\d)\w*: ([\d,]+) s$", measured, re.M)
+    }
+    rows = [
+        row
+        for row in (ROOT / "notebooks" / "README.md").read_text().splitlines()
+        if re.match(r"\| \[0\d_", row)
+    ]
+    cited = {row[3:5]: row.split(" | ")[3].removesuffix(" s") for row in rows}
+    assert len(expected) == len(NOTEBOOKS) and cited == expected

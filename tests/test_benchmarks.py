@@ -114,6 +114,8 @@ def test_each_row_is_compared_with_the_run_it_changes():
     assert ablations.reference_of("v2-separable-attention-seed43", names) == "baseline-seed43"
     assert ablations.reference_of("v2-bundle", names) == "v2-separable-attention"
     assert ablations.reference_of("v2-bundle-seed43", names) == "v2-separable-attention-seed43"
+    assert ablations.reference_of("v2-sgd", names) == "v2-separable-attention"
+    assert ablations.reference_of("v2-sgd-seed43", names) == "v2-separable-attention-seed43"
     assert ablations.reference_of("release-erasing-late", names) == "release"
 
 

@@ -105,17 +105,29 @@ def test_release_of_a_folder_without_a_run_is_a_one_line_error(tmp_path):
 
 
 def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkeypatch):
-    """On Colab the repository's checkpoints/ folder is not on disk; notebooks 04/05 fetch it."""
+    """Where the package was installed without its checkpoints, notebooks 04/05 fetch the
+    release (hash-checked) into Keras' cache."""
+    import dataclasses
+    import hashlib
     import shutil
 
     import keras
 
     repo = tmp_path / "repo"
-    folder = presets.PRESETS[training.RELEASED_PRESET].checkpoint
-    published = repo.joinpath("raw", "main", folder)
+    preset = presets.PRESETS[training.RELEASED_PRESET]
+    published = repo.joinpath("raw", "main", preset.checkpoint)
     published.mkdir(parents=True)
     for name in ("model.keras", "metadata.json"):
         shutil.copy2(trained_run / name, published / name)
+    hashes = {
+        name: hashlib.sha256((published / name).read_bytes()).hexdigest()
+        for name in ("model.keras", "metadata.json")
+    }
+    monkeypatch.setitem(
+        presets.PRESETS, training.RELEASED_PRESET, dataclasses.replace(preset, sha256=hashes)
+    )
+    monkeypatch.setattr(presets, "packaged_checkpoints", lambda: tmp_path / "not-installed")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)  # CIFAR-10's download, as on Colab
     monkeypatch.chdir(tmp_path)  # outside any checkout: no notebook 03 run, no release on disk
@@ -123,7 +135,7 @@ def test_find_run_downloads_the_release_when_asked(trained_run, tmp_path, monkey
     with pytest.raises(FileNotFoundError, match="run notebook 03_training first"):
         training.find_run()
     run = training.find_run(download_from=repo.as_uri())
-    assert run == tmp_path / "artifacts" / folder
+    assert run == tmp_path / "keras-home" / "mobilevit" / Path(preset.checkpoint).name
     assert (
         presets.from_preset(training.RELEASED_PRESET, download_from=repo.as_uri()).output_shape[-1]
         == 3

@@ -1,0 +1,137 @@
+"""A model card (`MODEL_CARD.md`) for every run and release: what the model is for, what it was
+trained on, its input contract, its scores with their split, size and uncertainty, what it
+cannot do, and the command that made it (Mitchell et al., *Model Cards for Model Reporting*,
+2019; the sections Hugging Face's cards use).
+
+    text = model_card.render(metadata, evaluation=report, command="mobilevit train ...")
+    model_card.write(run_dir, text)
+
+It takes plain dicts (a run's metadata, an evaluation's metrics), so training, evaluation, the
+release tool and export all call it without importing each other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+FILE = "MODEL_CARD.md"
+CIFAR_SIZE = 32
+
+
+def accuracy_interval(accuracy, num_images, confidence=0.95):
+    """Wilson's interval for an accuracy measured on `num_images` images, in [0, 1]."""
+    from scipy.stats import binomtest
+
+    correct = round(accuracy * num_images)
+    interval = binomtest(correct, num_images).proportion_ci(confidence, method="wilson")
+    return interval.low, interval.high
+
+
+def _scores(evaluation):
+    if not evaluation:
+        return [
+            "Not evaluated yet: `mobilevit evaluate --model MODEL.keras --data-dir DATA` "
+            "writes the scores."
+        ]
+    n = int(evaluation["num_images"])
+    low, high = accuracy_interval(float(evaluation["accuracy"]), n)
+    lines = [
+        f"- accuracy **{100 * float(evaluation['accuracy']):.2f} %** on {n:,} images "
+        f"({evaluation.get('source') or evaluation.get('split', 'held-out')}); 95 % interval "
+        f"{100 * low:.1f}-{100 * high:.1f} % (Wilson): the fewer the images, the wider it is",
+    ]
+    if "macro_f1" in evaluation:
+        lines.append(f"- macro F1 {float(evaluation['macro_f1']):.4f}")
+    if absent := evaluation.get("absent_classes"):
+        lines.append(f"- classes with no images in this evaluation: {', '.join(absent)}")
+    return lines
+
+
+def _limitations(metadata, confused_pairs):
+    height, width = metadata["input_shape"][:2]
+    names = metadata["class_names"]
+    lines = [
+        f"- It knows {len(names)} classes and gives every image one of them: there is no "
+        "'none of these'. Check the top probability before trusting an answer.",
+        f"- It sees every image at {height}x{width} pixels: larger photos are shrunk first.",
+    ]
+    if max(height, width) <= CIFAR_SIZE:
+        lines.append(
+            "- At this size (CIFAR-10's world) fine detail is lost: small or off-centre objects, "
+            "text and textures are hard; objects that fill the frame work best."
+        )
+    lines.append(
+        f"- It was trained on {metadata.get('train_images', 'its')} images from one source; "
+        "photos unlike them (other cameras, lighting, viewpoints) score lower than the numbers "
+        "above."
+    )
+    if confused_pairs:
+        pairs = "; ".join(
+            f"{true} taken for {predicted} ({count})"
+            for true, predicted, count in confused_pairs[:3]
+        )
+        lines.append(f"- Known confusions on the evaluation images: {pairs}.")
+    return lines
+
+
+def render(metadata, evaluation=None, confused_pairs=None, command=None, title=None):
+    """The card's Markdown. `metadata`: a run's metadata (class_names, input_shape,
+    preprocessing, model, train_images, val_images, data_source, seed, preset); `evaluation`:
+    metrics (accuracy, num_images, split or source, macro_f1, absent_classes); `confused_pairs`:
+    [(true, predicted, count)], most frequent first; `command`: what reproduces the run."""
+    names = metadata["class_names"]
+    preprocessing = metadata.get("preprocessing") or {}
+    title = title or metadata.get("model", "MobileViT classifier")
+    lines = [
+        f"# Model card: {title}",
+        "",
+        "## Intended use",
+        f"Image classification into {len(names)} classes, on a phone (the `.tflite` files "
+        "`mobilevit export` writes) or in Python. Not for decisions about people, safety or "
+        "health.",
+        "",
+        "## Model",
+        f"- {metadata.get('model', '?')} (MobileViT, Mehta & Rastegari, ICLR 2022), "
+        f"recipe `{metadata.get('preset', 'custom')}`, seed {metadata.get('seed', '?')}",
+        f"- input: {'x'.join(str(d) for d in metadata['input_shape'])}, "
+        f"{preprocessing.get('description', 'see the sidecar')}",
+        "",
+        "## Training data",
+        f"- {metadata.get('train_images', '?')} training images, "
+        f"{metadata.get('val_images', 0)} held out for validation, from "
+        f"`{metadata.get('data_source') or 'the dataset given'}`",
+        f"- classes ({len(names)}): {', '.join(names)}",
+        "",
+        "## Scores",
+        *_scores(evaluation),
+        "",
+        "## Limitations",
+        *_limitations(metadata, confused_pairs),
+    ]
+    if command:
+        lines += ["", "## How it was made", "```bash", command, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def essentials(metadata, evaluation=None):
+    """The card in a few fields, for an exported model's sidecar."""
+    card = {"model": metadata.get("model"), "recipe": metadata.get("preset")}
+    if evaluation:
+        card["accuracy"] = round(float(evaluation["accuracy"]), 4)
+        card["evaluated_on"] = f"{int(evaluation['num_images'])} images"
+    card["limitations"] = "one of its classes for every image; sees every image at " + "x".join(
+        str(d) for d in metadata["input_shape"][:2]
+    )
+    return card
+
+
+def write(folder, text):
+    """`folder/MODEL_CARD.md`, written to a temporary name first and renamed into place."""
+    folder = Path(folder)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{FILE}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.replace(temporary, folder / FILE)
+    return folder / FILE

@@ -293,6 +293,7 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
     if overrides is not None:  # also when a finished run's row was not written before a crash
         keep_run_files(run_dir, results_dir, name)
     model, metadata = training.load_run(run_dir, compile=False)
+    metadata = training.RunMetadata.from_dict(metadata)
     report = evaluation.evaluate(
         model,
         dataset.x_val,
@@ -312,7 +313,7 @@ def measure(name, dataset, epochs, runs_dir, results_dir, print_fn=print):
         "val_accuracy": f"{report.accuracy:.4f}",
         "macro_f1": f"{report.macro_f1:.4f}",
         "train_time_s": f"{train_time:.0f}",
-        "images_per_s": f"{len(history) * metadata['train_images'] / train_time:.1f}",
+        "images_per_s": f"{len(history) * metadata.train_images / train_time:.1f}",
         "params": models.trainable_params(model),
         "macs": models.count_macs(model),
     }

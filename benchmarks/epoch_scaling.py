@@ -33,22 +33,22 @@ def read_run(run_dir):
     missing = [name for name in RUN_FILES if not (run_dir / name).exists()]
     if missing:
         raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}: pass finished run folders.")
-    from mobilevit_utils.training import TrainConfig
+    from mobilevit_utils.training import RunMetadata, TrainConfig
 
     # Runs recorded before a recipe field existed ran with its default.
     config = {**TrainConfig().to_dict(), **json.loads((run_dir / "config.json").read_text())}
-    metadata = json.loads((run_dir / "metadata.json").read_text())
-    if metadata.get("best_val_accuracy") is None:
+    metadata = RunMetadata.read(run_dir)
+    if metadata.best_val_accuracy is None:
         raise ValueError(
             f"{run_dir} has no validation accuracy (a final fit on every image); pass runs "
             "with a validation split, such as its twin."
         )
     return {
         "run": run_dir.name,
-        "epochs": metadata["epochs_completed"],
-        "accuracy": metadata["best_val_accuracy"],
-        "best_epoch": metadata["best_epoch"],
-        "hours": metadata["wall_time_s_last_session"] / 3600,
+        "epochs": metadata.epochs_completed,
+        "accuracy": metadata.best_val_accuracy,
+        "best_epoch": metadata.best_epoch,
+        "hours": metadata.wall_time_s_last_session / 3600,
         "recipe": {k: v for k, v in config.items() if k != "epochs"},
     }
 

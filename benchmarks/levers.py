@@ -87,8 +87,10 @@ def accuracy(name, rows):
     """Validation accuracy of ablation `name` (from the CSV or an earlier kept run), or None."""
     if name in rows:
         return float(rows[name]["val_accuracy"])
-    if name in EARLIER_RUNS and (EARLIER_RUNS[name] / "metadata.json").exists():
-        return json.loads((EARLIER_RUNS[name] / "metadata.json").read_text())["best_val_accuracy"]
+    from mobilevit_utils.run_files import RunMetadata  # imports Keras: only when it is needed
+
+    if name in EARLIER_RUNS and RunMetadata.exists(EARLIER_RUNS[name]):
+        return RunMetadata.read(EARLIER_RUNS[name]).best_val_accuracy
     return None
 
 

@@ -38,7 +38,12 @@ def main():
     ]
     with tempfile.TemporaryDirectory() as out:
         paths = export.export(
-            model, out, export.PRECISIONS, metadata.get("class_names"), calibration, 64
+            model,
+            out,
+            export.PRECISIONS,
+            training.RunMetadata.from_dict(metadata).class_names,
+            calibration,
+            64,
         )
         for precision, path in paths.items():
             runner = export.TFLiteModel(path, num_threads=args.threads)

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobilevit_utils.layers import ConvNormAct, InvertedResidual, MobileViTBlock, MobileViTV2Block
+from mobilevit_utils import block_kinds
+from mobilevit_utils.layers import ConvNormAct, InvertedResidual
 from mobilevit_utils.models import get_variant
 
 # Buffers of the reference that have no Keras counterpart.
@@ -124,18 +125,23 @@ def _separable_transformer_layer(layer, prefix):
     yield from _pointwise(layer.mlp_out, f"{prefix}.ffn.conv2")
 
 
-def _mobilevit_block(layer, prefix):
+# How each reference backbone names a transformer layer's parts.
+_TRANSFORMER_LAYERS = {
+    "mobilevit": _transformer_layer,
+    "mobilevitv2": _separable_transformer_layer,
+}
+
+
+def _mobilevit_block(layer, prefix, root):
     """v1 and v2 blocks: the same parts under the same names, v2 without a fusion conv."""
-    transformer = (
-        _separable_transformer_layer if isinstance(layer, MobileViTV2Block) else _transformer_layer
-    )
+    transformer = _TRANSFORMER_LAYERS[root]
     yield from _conv_norm_act(layer.local_rep_layer_1, f"{prefix}.conv_kxk")
     yield from _conv_norm_act(layer.local_rep_layer_2, f"{prefix}.conv_1x1")
     for i, transformer_layer in enumerate(layer.transformer_layers):
         yield from transformer(transformer_layer, f"{prefix}.transformer.layer.{i}")
     yield from _layer_norm(layer.transformer_layer_norm, f"{prefix}.layernorm")
     yield from _conv_norm_act(layer.conv_proj, f"{prefix}.conv_projection")
-    if layer.fusion is not None:
+    if getattr(layer, "fusion", None) is not None:
         yield from _conv_norm_act(layer.fusion, f"{prefix}.fusion")
 
 
@@ -159,10 +165,23 @@ def _reference_prefix(layer_name, root="mobilevit"):
     return None
 
 
+def _backbone(kinds):
+    """The reference backbone ("mobilevit" or "mobilevitv2", `BlockKind.reference`) that holds
+    MobileViT blocks of `kinds`."""
+    attention = [kind for kind in kinds if kind.role == "attention"]
+    roots = {kind.reference for kind in attention}
+    if None in roots or len(roots) > 1:
+        names = ", ".join(sorted({kind.name for kind in attention}))
+        raise WeightMismatchError(
+            f"Apple's reference has no model with these blocks ({names}): only the v1 (xxs, xs, "
+            "s) and v2 (v2_050 ... v2_200) variants have reference weights."
+        )
+    return roots.pop() if roots else "mobilevit"
+
+
 def reference_root(model):
     """The reference's backbone attribute for `model`: "mobilevitv2" for MobileViTv2 models."""
-    is_v2 = any(isinstance(layer, MobileViTV2Block) for layer in model.layers)
-    return "mobilevitv2" if is_v2 else "mobilevit"
+    return _backbone(block_kinds.block_kinds_in(model))
 
 
 def weight_map(model):
@@ -176,8 +195,8 @@ def weight_map(model):
             yield from _conv_norm_act(layer, prefix)
         elif isinstance(layer, InvertedResidual):
             yield from _inverted_residual(layer, prefix)
-        elif isinstance(layer, MobileViTBlock):
-            yield from _mobilevit_block(layer, prefix)
+        elif isinstance(layer, tuple(block_kinds.ATTENTION_BLOCKS.values())):
+            yield from _mobilevit_block(layer, prefix, root)
         else:
             yield from _dense(layer, prefix)
 
@@ -252,7 +271,7 @@ def reference_config(variant, num_classes=1000):
     """`transformers.MobileViTConfig` (or `MobileViTV2Config`) of the reference model matching
     one of our ImageNet variants."""
     config = get_variant(variant)
-    if config.stages[-1].block == "mobilevit_v2":
+    if _backbone(block_kinds.BLOCK_KINDS[stage.block] for stage in config.stages) == "mobilevitv2":
         from transformers import MobileViTV2Config
 
         return MobileViTV2Config(num_labels=num_classes, width_multiplier=_width_multiplier(config))

@@ -14,12 +14,14 @@ import numpy as np
 
 from mobilevit_utils import data as data_lib
 from mobilevit_utils.environment import display_path
+from mobilevit_utils.errors import InvalidInputError, SidecarError
 from mobilevit_utils.inference import (  # noqa: F401  (part of this module's API too)
     load_classifier,
     predict_logits,
     predict_proba,
     softmax,
 )
+from mobilevit_utils.run_files import RunMetadata
 
 # --------------------------------------------------------------------------------------------
 # Metrics
@@ -40,6 +42,8 @@ class EvaluationReport:
     per_class: object
     expected_calibration_error: float
     reliability: object
+    # Classes of the model with no images here: left out of the macro and weighted F1.
+    absent_classes: tuple = ()
 
     @property
     def y_pred(self):
@@ -53,6 +57,7 @@ class EvaluationReport:
             "weighted_f1": self.weighted_f1,
             "expected_calibration_error": self.expected_calibration_error,
             "num_images": int(len(self.y_true)),
+            **({"absent_classes": list(self.absent_classes)} if self.absent_classes else {}),
         }
 
 
@@ -85,12 +90,15 @@ def calibration(y_true, probabilities, bins=15):
 
 
 def evaluate_predictions(y_true, probabilities, class_names):
-    """Compute every metric from labels and predicted probabilities."""
+    """Compute every metric from labels and predicted probabilities. The F1 averages cover the
+    classes that have images (`absent_classes` lists the others): a class with no images has
+    no F1 to average, and counting it as 0 would understate the model."""
     import pandas as pd
     from sklearn import metrics
 
     y_true = np.asarray(y_true)
     labels = np.arange(len(class_names))
+    present = np.unique(y_true)
     y_pred = probabilities.argmax(-1)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
@@ -113,15 +121,16 @@ def evaluate_predictions(y_true, probabilities, class_names):
         accuracy=float(metrics.accuracy_score(y_true, y_pred)),
         top5_accuracy=top5,
         macro_f1=float(
-            metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+            metrics.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
         ),
         weighted_f1=float(
-            metrics.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+            metrics.f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)
         ),
         confusion=metrics.confusion_matrix(y_true, y_pred, labels=labels),
         per_class=per_class,
         expected_calibration_error=ece,
         reliability=reliability,
+        absent_classes=tuple(name for i, name in enumerate(class_names) if i not in present),
     )
 
 
@@ -172,7 +181,11 @@ def write_report(report, out_dir, images=None, title=""):
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report.metrics(), indent=2) + "\n")
     table = report.per_class.copy()
-    table.loc["macro avg"] = [*table[["precision", "recall", "f1"]].mean(), table["support"].sum()]
+    present = table[table["support"] > 0]  # as the macro F1: classes with images
+    table.loc["macro avg"] = [
+        *present[["precision", "recall", "f1"]].mean(),
+        table["support"].sum(),
+    ]
     table.to_csv(out_dir / "classification_report.csv", float_format="%.4f")
     confused_pairs(report).to_csv(out_dir / "confused_pairs.csv", index=False, float_format="%.4f")
     figures = {
@@ -201,17 +214,26 @@ def write_report(report, out_dir, images=None, title=""):
 # Data for a saved model
 
 
+def _class_names(metadata):
+    if not metadata.class_names:
+        raise SidecarError(
+            "The model has no class names in its metadata (metadata.json beside the "
+            ".keras file, or <model>.json beside a .tflite file)."
+        )
+    return metadata.class_names
+
+
 def training_dataset(metadata, data_dir=None, on_error="raise"):
     """The dataset split exactly as the model's training run split it (same seed, validation
     share and subset, images resized to the model's input), checked against its class names."""
-    class_names = metadata["class_names"]
-    size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
+    metadata = RunMetadata.from_dict(metadata)
+    class_names = _class_names(metadata)
     dataset = data_lib.load_dataset(
         data_dir,
-        validation_split=metadata.get("validation_split", 0.1),
-        seed=metadata.get("seed", 42),
-        image_size=size,
-        max_per_class=metadata.get("max_per_class"),
+        validation_split=metadata.validation_split,
+        seed=metadata.seed,
+        image_size=metadata.image_size,
+        max_per_class=metadata.max_per_class,
         class_names=tuple(class_names) if data_dir else None,
         on_error=on_error,
     )
@@ -233,14 +255,10 @@ def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     its class names. With `data_dir`, reads `data_dir/<split>/<class>/*`; a split missing there
     is the validation split carved from `train/` as training did (the returned source says
     "(val split)"). Without `data_dir`, the project's dataset, likewise."""
-    class_names = metadata.get("class_names")
-    if not class_names:
-        raise ValueError(
-            "The model has no class names in its metadata (metadata.json beside the "
-            ".keras file, or <model>.json beside a .tflite file)."
-        )
+    metadata = RunMetadata.from_dict(metadata)
+    class_names = _class_names(metadata)
     if data_dir:
-        size = tuple(metadata["input_shape"][:2]) if metadata.get("input_shape") else None
+        size = metadata.image_size
         root = data_lib.resolve_local_root(data_dir)
         if split == "test" and not (root / "test").is_dir() and (root / "val").is_dir():
             split = "val"  # a val/ folder of its own beats a slice of train/
@@ -252,8 +270,8 @@ def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
     # No test/ split (the CIFAR-10 copy here has none): the validation split training held out.
     dataset = training_dataset(metadata, data_dir, on_error)
     used = "test" if (split == "test" and dataset.x_test is not None) else "val"
-    if used == "val" and metadata.get("validation_split", 0.1) == 0:
-        raise ValueError(FINAL_FIT_HAS_NO_VALIDATION)
+    if used == "val" and metadata.final_fit:
+        raise InvalidInputError(FINAL_FIT_HAS_NO_VALIDATION)
     x, y = dataset.split(used)
     return x, y, tuple(class_names), f"{dataset.source} ({used} split)"
 
@@ -267,7 +285,7 @@ def training_recipe(run_dir, metadata=None):
     config = Path(run_dir) / "config.json"
     if config.exists():
         return json.loads(config.read_text())
-    preset = (metadata or {}).get("preset")
+    preset = RunMetadata.from_dict(metadata).preset
     return training.RECIPES[preset].to_dict() if preset in training.RECIPES else {}
 
 
@@ -278,7 +296,7 @@ def held_out_data(metadata, data_dir=None, on_error="raise"):
     """`evaluation_data` on the test split where the data has one, else on the validation split
     training held out; returns ((images, labels, class_names, source), split name)."""
     if not has_test_split(data_dir):
-        if metadata.get("validation_split", 0.1) == 0:
-            raise ValueError(FINAL_FIT_HAS_NO_VALIDATION)
+        if RunMetadata.from_dict(metadata).final_fit:
+            raise InvalidInputError(FINAL_FIT_HAS_NO_VALIDATION)
         return evaluation_data(metadata, data_dir, "val", on_error), "val"
     return evaluation_data(metadata, data_dir, "test", on_error), "test"

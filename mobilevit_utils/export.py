@@ -14,6 +14,7 @@ part of TensorFlow); the interpreter (`ai_edge_litert`) needs only NumPy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -22,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from mobilevit_utils.environment import quiet_stderr
+from mobilevit_utils.errors import UserError
 from mobilevit_utils.inference import (  # noqa: F401  (part of this module's API too)
     TFLiteModel,
     keras_logits,
     metadata_path,
+    outputs_probabilities,
     read_metadata,
 )
 
@@ -41,12 +44,13 @@ def calibration_sample(images, num=DEFAULT_CALIBRATION_SAMPLES, seed=0):
     return images[pick]
 
 
-class FlexOpsError(RuntimeError):
+class ExportError(UserError, RuntimeError):
+    """The model cannot be exported as asked (no TensorFlow, no calibration images, a precision
+    its layers do not support); the message says what to change."""
+
+
+class FlexOpsError(ExportError):
     """The model needs TensorFlow (Flex / SELECT_TF_OPS) ops, which plain LiteRT lacks."""
-
-
-class ExportError(RuntimeError):
-    pass
 
 
 def _tf():
@@ -122,13 +126,8 @@ def to_flatbuffer(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
     if precision == "int8" and (calibration_images is None or len(calibration_images) == 0):
         raise ExportError("int8 export needs calibration images (--calibration-data or a dataset).")
-    if precision == "int8" and _has_v3_blocks(model):
-        raise ExportError(
-            "int8 export of MobileViTv3-style blocks is refused: their fusion concatenates the "
-            "local features that also feed the transformer, and the converter then writes a "
-            "model that aborts LiteRT's allocate_tensors (TensorFlow 2.21, ai-edge-litert 2.3); "
-            "export fp32, fp16 or dynamic instead."
-        )
+    if precision == "int8" and (refusal := _int8_refusal(model)):
+        raise ExportError(refusal)
     if saved_model_dir is None:
         with tempfile.TemporaryDirectory() as directory:
             _saved_model(model, directory, batch_one)
@@ -152,10 +151,17 @@ def to_flatbuffer(
         raise
 
 
-def _has_v3_blocks(model):
-    from mobilevit_utils.layers import MobileViTV3Block
+def _int8_refusal(model):
+    """Why int8 export refuses `model` (its block kinds' `int8_refusal`), or "" if it does not."""
+    from mobilevit_utils import block_kinds
 
-    return any(isinstance(layer, MobileViTV3Block) for layer in model._flatten_layers())
+    for kind in block_kinds.block_kinds_in(model):
+        if kind.int8_refusal:
+            return (
+                f"int8 export of {kind.label or kind.name}s is refused: {kind.int8_refusal}; "
+                "export fp32, fp16 or dynamic instead."
+            )
+    return ""
 
 
 def _configure(converter, precision, calibration_images, num_calibration):
@@ -223,7 +229,11 @@ def export(
             "batch_size": int(runner.input_details["shape"][0]) if batch_one else None,
             "input_dtype": np.dtype(runner.input_details["dtype"]).name,
             "preprocessing": preprocessing.to_dict(),
-            "output": "logits (apply softmax for probabilities)",
+            "output": (
+                "probabilities (the model applies softmax)"
+                if outputs_probabilities(model)
+                else "logits (apply softmax for probabilities)"
+            ),
             "input_quantization": _quantization(runner.input_details),
             "output_quantization": _quantization(runner.output_details),
             "calibration_samples": (
@@ -288,6 +298,73 @@ def parity(model, tflite_path, images, tolerance=1e-4):
     precision = runner.metadata.get("precision", "fp32")
     ok = max_diff <= tolerance if precision == "fp32" else agreement >= 0.95
     return {"precision": precision, "max_abs_diff": max_diff, "top1_agreement": agreement, "ok": ok}
+
+
+@dataclasses.dataclass
+class ExportCheck:
+    """One exported precision: its file, size, parity with Keras (`parity`'s dict) and, when
+    evaluation images were given, its accuracy and macro F1 on them."""
+
+    precision: str
+    path: Path
+    size_kb: float
+    parity: dict
+    accuracy: float | None = None
+    macro_f1: float | None = None
+
+    @property
+    def ok(self):
+        return self.parity["ok"]
+
+
+def export_and_check(
+    model,
+    out_dir,
+    precisions=PRECISIONS,
+    class_names=None,
+    calibration_images=None,
+    eval_data=None,
+    num_calibration=DEFAULT_CALIBRATION_SAMPLES,
+    batch_one=True,
+    check_images=None,
+    **export_options,
+):
+    """Export `model` (`export`), check each file against Keras (`parity` on `check_images`:
+    default the first 64 calibration images, else 16 random ones) and, with `eval_data` =
+    (images, labels, class_names), evaluate each file on it; returns {precision: ExportCheck}.
+    `export_options`: `export`'s `name` and `preprocessing`. The command line's `export` and
+    tools/release_checkpoint.py both run this."""
+    from mobilevit_utils import evaluation
+
+    paths = export(
+        model,
+        out_dir,
+        precisions,
+        class_names,
+        calibration_images,
+        num_calibration,
+        batch_one,
+        **export_options,
+    )
+    if check_images is None:
+        check_images = (
+            calibration_images[:64]
+            if calibration_images is not None
+            else np.random.default_rng(0)
+            .uniform(0, 255, size=(16, *model.input_shape[1:]))
+            .astype("float32")
+        )
+    checks = {}
+    for precision, path in paths.items():
+        check = ExportCheck(
+            precision, path, path.stat().st_size / 1024, parity(model, path, check_images)
+        )
+        if eval_data is not None:
+            images, labels, names = eval_data
+            report = evaluation.evaluate(TFLiteModel(path), images, labels, names)
+            check.accuracy, check.macro_f1 = report.accuracy, report.macro_f1
+        checks[precision] = check
+    return checks
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,21 +8,89 @@ notebooks all go through here.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 
 from mobilevit_utils.environment import quiet_stderr
+from mobilevit_utils.errors import (
+    InvalidInputError,
+    MissingDependencyError,
+    MissingInputError,
+    ModelFileError,
+    SidecarError,
+)
+from mobilevit_utils.run_files import RunMetadata
 
 
 def metadata_path(model_path):
     return Path(model_path).with_suffix(".json")
 
 
+def read_json_object(path):
+    """The JSON object (a dict) in a metadata file; a `SidecarError` naming the file when it is
+    not valid JSON or holds something else."""
+    path = Path(path)
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SidecarError(
+            f"{path} is not valid JSON ({error.msg}, line {error.lineno}); restore it from the "
+            "run or export that wrote it, or delete it."
+        ) from None
+    except UnicodeDecodeError:
+        raise SidecarError(f"{path} is not a text (JSON) file; restore it or delete it.") from None
+    if not isinstance(metadata, dict):
+        raise SidecarError(
+            f"{path} holds a JSON {type(metadata).__name__}, not an object of metadata keys "
+            "(class_names, input_shape, ...); restore it or delete it."
+        )
+    return metadata
+
+
 def read_metadata(model_path):
     path = metadata_path(model_path)
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json_object(path) if path.exists() else {}
+
+
+def check_metadata(metadata, source, model_path, input_shape, num_outputs, required=()):
+    """Refuse metadata (read from `source`) that does not describe its model: a key of
+    `required` missing, class names that are not a list of strings or whose number is not the
+    model's number of outputs, an input shape other than the model's. Raises a one-line
+    `SidecarError` naming `source` and what differs."""
+    name = Path(model_path).name
+    fix = "fix it, or export (or train) the model again"
+    missing = [key for key in required if key not in metadata]
+    if missing:
+        raise SidecarError(f"{source} lacks {', '.join(missing)}, needed to run {name}; {fix}.")
+    read = RunMetadata.from_dict(metadata)  # values as they are in the file
+    names = read.class_names
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SidecarError(f"{source}: class_names must be a list of names; {fix}.")
+        if num_outputs is not None and len(names) != num_outputs:
+            raise SidecarError(
+                f"{source} names {len(names)} classes but {name} outputs {num_outputs} scores; "
+                f"{fix}."
+            )
+    shape = read.input_shape
+    if "input_shape" in metadata:
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 3
+            and all(isinstance(d, int) and d > 0 for d in shape)
+        ):
+            raise SidecarError(
+                f"{source}: input_shape must be [height, width, channels], got {shape!r}; {fix}."
+            )
+        known = [(a, b) for a, b in zip(shape, input_shape or ()) if b is not None]
+        if any(a != b for a, b in known):
+            raise SidecarError(
+                f"{source} gives input_shape {shape} but {name} takes {list(input_shape)}; {fix}."
+            )
 
 
 class TFLiteModel:
@@ -36,12 +104,12 @@ class TFLiteModel:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise ImportError(
+            raise MissingDependencyError(
                 "Running .tflite models needs LiteRT: pip install ai-edge-litert"
             ) from None
         self.path = Path(path)
         if not self.path.exists():
-            raise FileNotFoundError(f"No TFLite model at {self.path}.")
+            raise MissingInputError(f"No TFLite model at {self.path}.")
         self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter.allocate_tensors()
@@ -56,6 +124,17 @@ class TFLiteModel:
     @property
     def class_names(self):
         return self.metadata.get("class_names")
+
+    @property
+    def num_outputs(self):
+        return int(self.output_details["shape"][-1])
+
+    @functools.cached_property
+    def outputs_probabilities(self):
+        """True when the file's last operator (before an int8 output's QUANTIZE) is SOFTMAX:
+        its outputs are probabilities already."""
+        ops = [op for op in self.op_names() if op not in ("QUANTIZE", "DEQUANTIZE")]
+        return bool(ops) and ops[-1] == "SOFTMAX"
 
     def op_names(self):
         """The model's operators as stored in the file (before any delegate takes them over)."""
@@ -139,16 +218,16 @@ def load_keras_file(path, compile=True):
 
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a .keras file; pass the model file itself.")
+        raise ModelFileError(f"{path} is a folder, not a .keras file; pass the model file itself.")
     if not zipfile.is_zipfile(path):
-        raise ValueError(
+        raise ModelFileError(
             f"{path} is not a valid .keras archive (a .keras file is a zip); it may be "
             "truncated or damaged: copy or save it again."
         )
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=compile)
     except Exception as error:  # zip members missing or corrupt, unknown layers
-        raise ValueError(
+        raise ModelFileError(
             f"{path} could not be loaded as a Keras model ({error.__class__.__name__}: "
             f"{str(error).splitlines()[0][:120] if str(error) else 'no details'}); it may be "
             "damaged, or saved by another library."
@@ -158,34 +237,64 @@ def load_keras_file(path, compile=True):
 def load_classifier(path):
     """A `.keras` model or a `TFLiteModel`, with its metadata (class names, input size).
 
-    Metadata comes from `<model>.json` beside the file, or the run's `metadata.json`.
+    Metadata comes from `<model>.json` beside the file, or the run's `metadata.json`, and is
+    checked against the model (`check_metadata`): a sidecar of a .tflite file must give
+    `class_names` and `input_shape`.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"No model at {path}; train one (notebook 03) or pass another path."
         )
     if path.suffix == ".tflite":
-        if path.is_dir():
-            raise ValueError(f"{path} is a folder, not a .tflite file.")
-        try:
-            model = TFLiteModel(path)
-        except (ValueError, RuntimeError) as error:
-            raise ValueError(
-                f"{path} is not a valid TFLite model ({str(error).splitlines()[0][:100]}); it may "
-                "be truncated or damaged: export it again."
-            ) from None
-        return model, dict(model.metadata)
+        return _load_tflite(path)
     if path.suffix != ".keras":
-        raise ValueError(f"Expected a .keras or .tflite model, got {path.name}.")
+        raise ModelFileError(f"Expected a .keras or .tflite model, got {path.name}.")
     model = load_keras_file(path)
-    metadata = {}
-    for candidate in (path.with_suffix(".json"), path.parent / "metadata.json"):
-        if candidate.exists():
-            metadata = json.loads(candidate.read_text())
-            break
+    metadata, source = _keras_metadata(path, model)
+    if source is not None:
+        outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+        check_metadata(metadata, source, path, model.input_shape[1:], outputs)
     metadata.setdefault("input_shape", list(model.input_shape[1:]))
     return model, metadata
+
+
+def _keras_metadata(path, model):
+    """(metadata, the file it came from) of a .keras model: `<model>.json` beside it, else its
+    run's metadata.json (read by `RunMetadata`; the model's input shape where it gives none)."""
+    sidecar = metadata_path(path)
+    if sidecar.exists():
+        return read_json_object(sidecar), sidecar
+    if RunMetadata.exists(path.parent):
+        run = RunMetadata.read(path.parent)
+        if run.input_shape is None:
+            run = dataclasses.replace(run, input_shape=list(model.input_shape[1:]))
+        return run.to_dict(), RunMetadata.path(path.parent)
+    return {}, None
+
+
+def _load_tflite(path):
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a .tflite file.")
+    try:
+        model = TFLiteModel(path, metadata=False)
+    except (ValueError, RuntimeError) as error:
+        raise ModelFileError(
+            f"{path} is not a valid TFLite model ({str(error).splitlines()[0][:100]}); it may "
+            "be truncated or damaged: export it again."
+        ) from None
+    sidecar = metadata_path(path)
+    if sidecar.exists():
+        model.metadata = read_json_object(sidecar)
+        check_metadata(
+            model.metadata,
+            sidecar,
+            path,
+            model.input_shape,
+            model.num_outputs,
+            required=("class_names", "input_shape"),
+        )
+    return model, dict(model.metadata)
 
 
 def shifted(images, dy, dx):
@@ -242,8 +351,139 @@ def softmax(logits):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def outputs_probabilities(model):
+    """True when a model's outputs are probabilities already: a Keras model whose last layer
+    applies softmax (`Softmax`, `Activation("softmax")`, `Dense(..., activation="softmax")`),
+    or a `TFLiteModel` ending in a SOFTMAX operator. This package's models output logits."""
+    if hasattr(model, "interpreter"):
+        return model.outputs_probabilities
+    layer = model
+    while getattr(layer, "layers", None):  # a model's last layer, inside nested models too
+        layer = layer.layers[-1]
+    if type(layer).__name__ == "Softmax":
+        return True
+    return getattr(getattr(layer, "activation", None), "__name__", None) == "softmax"
+
+
 def predict_proba(model, images, batch_size=256, flip=False, shift=False):
-    return softmax(predict_logits(model, images, batch_size, flip=flip, shift=shift))
+    """Class probabilities: the softmax of the logits, or the outputs themselves for a model that
+    applies softmax already (`outputs_probabilities`), never softmax twice."""
+    outputs = predict_logits(model, images, batch_size, flip=flip, shift=shift)
+    return outputs if outputs_probabilities(model) else softmax(outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Image files
+
+
+def find_images(arguments):
+    """Image files named by `arguments` (files, or folders searched recursively, hidden names
+    left out), in order, and one line for each argument that names none."""
+    from mobilevit_utils import data as data_lib
+
+    paths, problems = [], []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                f
+                for f in path.rglob("*")
+                if f.suffix.lower() in data_lib.IMAGE_EXTENSIONS
+                and not f.is_dir()
+                and not any(part.startswith(".") for part in f.relative_to(path).parts)
+            )
+            if not found:
+                problems.append(f"{path}: no image files (extensions {data_lib.IMAGE_EXTENSIONS})")
+            paths.extend(found)
+        elif path.exists() or path.is_symlink():
+            paths.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return paths, problems
+
+
+def _decode_one(path, image_size):
+    """One image file as uint8 (H, W, 3) resized to `image_size`, through the decoder training
+    uses (`data.read_image`: EXIF orientation, 16-bit, transparency): a bad file raises alone."""
+    from mobilevit_utils import data as data_lib
+
+    return data_lib.read_image(path, image_size)
+
+
+def predict_files(
+    classifier, paths, class_names, top_k=3, image_size=None, batch_size=64, on_error="raise"
+):
+    """The `top_k` classes of each image file, most probable first, as a pandas DataFrame with
+    columns `path`, `class_1`, `probability_1`, `class_2`, ... (at most one per class).
+
+    `classifier`: a Keras model or `TFLiteModel` (`load_classifier`); images are resized to
+    `image_size` (default: the model's input). A file that cannot be decoded raises
+    `data.BadImageError`, or with `on_error="skip"` is left out and listed in
+    `frame.attrs["skipped"]` ({path: what is wrong with it}).
+    """
+    import pandas as pd
+
+    from mobilevit_utils import data as data_lib
+
+    if on_error not in ("raise", "skip"):
+        raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    if top_k < 1 or batch_size < 1:
+        raise InvalidInputError(
+            f"top_k and batch_size must be at least 1, got {top_k}, {batch_size}."
+        )
+    size = tuple(image_size or classifier.input_shape[-3:])[:2]
+    k = min(top_k, len(class_names))
+    rows, skipped = [], {}
+    for start in range(0, len(paths), batch_size):
+        decoded = []
+        for path in paths[start : start + batch_size]:  # one by one: a bad file fails alone
+            try:
+                decoded.append((path, _decode_one(path, size)))
+            except data_lib.DataError as error:
+                if on_error == "raise":
+                    raise
+                reason = getattr(error, "reason", None)
+                skipped[str(path)] = f"it {reason}" if reason else str(error)
+        if not decoded:
+            continue
+        probabilities = predict_proba(classifier, np.stack([image for _, image in decoded]))
+        if probabilities.shape[-1] != len(class_names):
+            raise InvalidInputError(
+                f"{len(class_names)} class names for a model with {probabilities.shape[-1]} "
+                "outputs; pass the model's own class names."
+            )
+        for (path, _), row in zip(decoded, probabilities):
+            top = np.argsort(-row, kind="stable")[:k]
+            rows.append([str(path), *(v for i in top for v in (class_names[i], float(row[i])))])
+    columns = ["path"] + [
+        f"{kind}_{rank}" for rank in range(1, k + 1) for kind in ("class", "probability")
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+PREDICTION_FORMATS = (".csv", ".jsonl")
+
+
+def write_predictions(frame, path):
+    """Write `predict_files`' table to a .csv file (its columns, probabilities to 6 decimals) or a
+    .jsonl file (one {"path": ..., "top": [{"class": ..., "probability": ...}, ...]} a line)."""
+    path = Path(path)
+    if path.suffix not in PREDICTION_FORMATS:
+        raise InvalidInputError(f"Predictions are written as .csv or .jsonl, got {path.name}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False, float_format="%.6f")
+        return path
+    ranks = range(1, (len(frame.columns) - 1) // 2 + 1)
+    with open(path, "w") as f:
+        for row in frame.to_dict("records"):
+            top = [
+                {"class": row[f"class_{r}"], "probability": row[f"probability_{r}"]} for r in ranks
+            ]
+            f.write(json.dumps({"path": row["path"], "top": top}) + "\n")
+    return path
 
 
 def logits_on_backend(model_path, images, backend):

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from mobilevit_utils.run_files import RunMetadata
+
 FILE = "MODEL_CARD.md"
 CIFAR_SIZE = 32
 
@@ -50,8 +52,8 @@ def _scores(evaluation):
 
 
 def _limitations(metadata, confused_pairs):
-    height, width = metadata["input_shape"][:2]
-    names = metadata["class_names"]
+    height, width = metadata.image_size
+    names = metadata.class_names
     lines = [
         f"- It knows {len(names)} classes and gives every image one of them: there is no "
         "'none of these'. Check the top probability before trusting an answer.",
@@ -63,7 +65,7 @@ def _limitations(metadata, confused_pairs):
             "text and textures are hard; objects that fill the frame work best."
         )
     lines.append(
-        f"- It was trained on {metadata.get('train_images', 'its')} images from one source; "
+        f"- It was trained on {metadata.train_images or 'its'} images from one source; "
         "photos unlike them (other cameras, lighting, viewpoints) score lower than the numbers "
         "above."
     )
@@ -81,9 +83,10 @@ def render(metadata, evaluation=None, confused_pairs=None, command=None, title=N
     preprocessing, model, train_images, val_images, data_source, seed, preset); `evaluation`:
     metrics (accuracy, num_images, split or source, macro_f1, absent_classes); `confused_pairs`:
     [(true, predicted, count)], most frequent first; `command`: what reproduces the run."""
-    names = metadata["class_names"]
-    preprocessing = metadata.get("preprocessing") or {}
-    title = title or metadata.get("model", "MobileViT classifier")
+    metadata = RunMetadata.from_dict(metadata)
+    names = metadata.class_names
+    preprocessing = metadata.preprocessing or {}
+    title = title or metadata.model or "MobileViT classifier"
     lines = [
         f"# Model card: {title}",
         "",
@@ -93,15 +96,15 @@ def render(metadata, evaluation=None, confused_pairs=None, command=None, title=N
         "health.",
         "",
         "## Model",
-        f"- {metadata.get('model', '?')} (MobileViT, Mehta & Rastegari, ICLR 2022), "
-        f"recipe `{metadata.get('preset', 'custom')}`, seed {metadata.get('seed', '?')}",
-        f"- input: {'x'.join(str(d) for d in metadata['input_shape'])}, "
+        f"- {metadata.model or '?'} (MobileViT, Mehta & Rastegari, ICLR 2022), "
+        f"recipe `{metadata.preset or 'custom'}`, seed {metadata.seed}",
+        f"- input: {'x'.join(str(d) for d in metadata.input_shape)}, "
         f"{preprocessing.get('description', 'see the sidecar')}",
         "",
         "## Training data",
-        f"- {metadata.get('train_images', '?')} training images, "
-        f"{metadata.get('val_images', 0)} held out for validation, from "
-        f"`{metadata.get('data_source') or 'the dataset given'}`",
+        f"- {metadata.train_images or '?'} training images, "
+        f"{metadata.val_images or 0} held out for validation, from "
+        f"`{metadata.data_source or 'the dataset given'}`",
         f"- classes ({len(names)}): {', '.join(names)}",
         "",
         "## Scores",
@@ -117,12 +120,13 @@ def render(metadata, evaluation=None, confused_pairs=None, command=None, title=N
 
 def essentials(metadata, evaluation=None):
     """The card in a few fields, for an exported model's sidecar."""
-    card = {"model": metadata.get("model"), "recipe": metadata.get("preset")}
+    metadata = RunMetadata.from_dict(metadata)
+    card = {"model": metadata.model, "recipe": metadata.preset}
     if evaluation:
         card["accuracy"] = round(float(evaluation["accuracy"]), 4)
         card["evaluated_on"] = f"{int(evaluation['num_images'])} images"
     card["limitations"] = "one of its classes for every image; sees every image at " + "x".join(
-        str(d) for d in metadata["input_shape"][:2]
+        str(d) for d in metadata.image_size
     )
     return card
 

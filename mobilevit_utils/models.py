@@ -24,24 +24,9 @@ import dataclasses
 import keras
 from keras import layers
 
-from mobilevit_utils.layers import (
-    ChannelReverse,
-    ConvNormAct,
-    InvertedResidual,
-    MobileViTBlock,
-    MobileViTV2Block,
-    MobileViTV3Block,
-    count_layer_macs,
-    make_divisible,
-)
-
-# The MobileViT block of each kind; every kind is preceded by a strided inverted residual.
-ATTENTION_BLOCKS = {
-    "mobilevit": MobileViTBlock,
-    "mobilevit_v2": MobileViTV2Block,
-    "mobilevit_v3": MobileViTV3Block,
-}
-BLOCK_KINDS = ("conv", "mv2", *ATTENTION_BLOCKS, "conv1x1")
+# The kinds a `Stage` may name (ATTENTION_BLOCKS: those with a transformer) live in block_kinds.
+from mobilevit_utils.block_kinds import ATTENTION_BLOCKS, BLOCK_KINDS, StageOptions
+from mobilevit_utils.layers import ChannelReverse, count_layer_macs, make_divisible
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +71,11 @@ class Stage:
     """One stage of a variant: `depth` blocks of kind `block` producing `channels` channels; the
     first block strides by `stride`.
 
-    block: "conv" (3x3 conv-BN-SiLU, the stem), "mv2" (inverted residuals), "mobilevit" (an
-        inverted residual, then a MobileViT block with `transformer_depth` transformer layers of
-        width `transformer_dim` over `patch_size` x `patch_size` patches), "mobilevit_v2" (the
-        same with MobileViTv2's separable-attention block), "mobilevit_v3" (with the
-        MobileViTv3-style block) or "conv1x1".
+    block: a name in `BLOCK_KINDS`: "conv" (3x3 conv-BN-SiLU, the stem), "mv2" (inverted
+        residuals), "mobilevit" (an inverted residual, then a MobileViT block with
+        `transformer_depth` transformer layers of width `transformer_dim` over `patch_size` x
+        `patch_size` patches), "mobilevit_v2" (the same with MobileViTv2's separable-attention
+        block), "mobilevit_v3" (with the MobileViTv3-style block) or "conv1x1".
     dynamic_kernels: the inverted residuals' depthwise convs become dynamic convolutions of
         this many kernels (0: static).
     """
@@ -107,7 +92,9 @@ class Stage:
 
     def __post_init__(self):
         if self.block not in BLOCK_KINDS:
-            raise ValueError(f"Unknown block kind {self.block!r}; expected one of {BLOCK_KINDS}.")
+            raise ValueError(
+                f"Unknown block kind {self.block!r}; expected one of {tuple(BLOCK_KINDS)}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +135,7 @@ class MobileViTConfig:
 
     @property
     def strides(self):
-        return tuple(stage.stride for stage in self.stages if stage.block != "conv1x1")
+        return tuple(s.stride for s in self.stages if BLOCK_KINDS[s.block].takes_stride)
 
     @property
     def channels(self):
@@ -353,8 +340,13 @@ def build_mobilevit(
     x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs) if include_rescaling else inputs
     if reverse_channels:
         x = ChannelReverse(name="rgb_to_bgr")(x)
+    options = StageOptions(
+        config.num_heads, config.mlp_ratio, qkv_bias, attention_drop, transformer_dropout
+    )
+    # Layer names (stem, stageN_blockI, stageN_downsample, stageN_mobilevit, final_conv) are
+    # what weight conversion and saved files refer to.
     for index, stage in enumerate(config.stages):
-        x = _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_dropout)
+        x = BLOCK_KINDS[stage.block].apply(x, index, stage, options)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -368,44 +360,6 @@ def build_mobilevit(
     elif pooling is not None:
         raise ValueError(f"pooling must be None or 'avg', got {pooling!r}.")
     return keras.Model(inputs, x, name=name or config.name)
-
-
-def _build_stage(x, index, stage, config, qkv_bias, attention_drop, transformer_dropout):
-    """Apply one stage row to `x`. Layer names (stem, stageN_blockI, stageN_downsample,
-    stageN_mobilevit, final_conv) are what weight conversion and saved files refer to."""
-    if stage.block == "conv":
-        return ConvNormAct(stage.channels, 3, stage.stride, name="stem")(x)
-    if stage.block == "conv1x1":
-        return ConvNormAct(stage.channels, 1, name="final_conv")(x)
-    if stage.block == "mv2":
-        for i in range(stage.depth):
-            x = InvertedResidual(
-                stage.channels,
-                stage.stride if i == 0 else 1,
-                stage.expand_ratio,
-                dynamic_kernels=stage.dynamic_kernels,
-                name=f"stage{index}_block{i + 1}",
-            )(x)
-        return x
-    x = InvertedResidual(
-        stage.channels,
-        stage.stride,
-        stage.expand_ratio,
-        dynamic_kernels=stage.dynamic_kernels,
-        name=f"stage{index}_downsample",
-    )(x)
-    common = dict(
-        num_transformer_layers=stage.transformer_depth,
-        patch_size=stage.patch_size,
-        mlp_ratio=config.mlp_ratio,
-        attention_drop=attention_drop,
-        dropout=transformer_dropout,
-        name=f"stage{index}_mobilevit",
-    )
-    if stage.block == "mobilevit_v2":  # separable attention has no heads and its own biases
-        return MobileViTV2Block(stage.transformer_dim, **common)(x)
-    block = ATTENTION_BLOCKS[stage.block]
-    return block(stage.transformer_dim, num_heads=config.num_heads, qkv_bias=qkv_bias, **common)(x)
 
 
 def mobilevit_xxs(num_classes=1000, input_shape=(256, 256, 3), **kwargs):

@@ -181,38 +181,40 @@ def history_figure(history, title=""):
     return fig
 
 
-def ablation_figure(table, baseline="baseline", noise_band=None):
-    """Validation accuracy of each ablation run against two costs that the machine's load
-    cannot move: training compute (epochs x MACs per image, relative to the baseline's) and
-    MACs per prediction (MACs per image x forward passes, on a log axis). Fit time is left out:
-    runs of one recipe took very different times when other work shared the cores.
+def _spread(desired, gap, lo, hi):
+    """Positions at least `gap` apart within [lo, hi], each as near its desired (sorted) value
+    as the others allow: overlapping runs merge and centre on their mean."""
+    groups = []  # [first index, count, centre]
+    for i, d in enumerate(desired):
+        groups.append([i, 1, d])
+        while True:
+            _, n, centre = groups[-1]
+            groups[-1][2] = min(max(centre, lo + (n - 1) * gap / 2), hi - (n - 1) * gap / 2)
+            if len(groups) == 1:
+                break
+            (i0, n0, c0), (_, n1, c1) = groups[-2], groups[-1]
+            if c0 + (n0 + n1) * gap / 2 <= c1 + 1e-9:
+                break
+            groups[-2:] = [[i0, n0 + n1, float(np.mean(desired[i0 : i0 + n0 + n1]))]]
+    return [c + (k - (n - 1) / 2) * gap for _, n, c in groups for k in range(n)]
 
-    `table`: benchmarks/results/ablations.csv as a DataFrame, optionally with `views` (forward
-    passes per prediction, default 1) and `verdict` (one colour each, see
-    `tuning.ablation_verdicts`). Each label sits in a column beside its panel, as near its
-    point's height as the labels above and below allow, joined to it by a line, so rows of the
-    same cost stay readable. `noise_band`: (low, high) accuracy in %, shaded (the baseline's
-    seeds)."""
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import FixedLocator, NullFormatter
 
-    def spread(desired, gap, lo, hi):
-        """Positions at least `gap` apart within [lo, hi], each as near its desired (sorted)
-        value as the others allow: overlapping runs merge and centre on their mean."""
-        groups = []  # [first index, count, centre]
-        for i, d in enumerate(desired):
-            groups.append([i, 1, d])
-            while True:
-                _, n, centre = groups[-1]
-                groups[-1][2] = min(max(centre, lo + (n - 1) * gap / 2), hi - (n - 1) * gap / 2)
-                if len(groups) == 1:
-                    break
-                (i0, n0, c0), (_, n1, c1) = groups[-2], groups[-1]
-                if c0 + (n0 + n1) * gap / 2 <= c1 + 1e-9:
-                    break
-                groups[-2:] = [[i0, n0 + n1, float(np.mean(desired[i0 : i0 + n0 + n1]))]]
-        return [c + (k - (n - 1) / 2) * gap for _, n, c in groups for k in range(n)]
+# One colour per ablation verdict (`tuning.ablation_verdicts`).
+_VERDICT_COLOURS = dict(
+    zip(
+        ("reference", "seed", "helped", "within noise", "hurt"),
+        ("tab:blue", "tab:cyan", "tab:green", "tab:grey", "tab:red"),
+    )
+)
+# The two panels: (column, x label, log scale).
+_ABLATION_PANELS = (
+    ("compute", "training compute: epochs x MACs per image, relative to the baseline", False),
+    ("inference", "multiply-accumulates per prediction (M): per image x forward passes", True),
+)
 
+
+def _ablation_rows(table, baseline):
+    """(rows sorted by accuracy, with the costs plotted, and the baseline's row)."""
     table = table.assign(
         accuracy=100 * table["val_accuracy"],
         views=table["views"] if "views" in table else 1,
@@ -223,66 +225,56 @@ def ablation_figure(table, baseline="baseline", noise_band=None):
         compute=table["epochs"] * table["macs"] / (base["epochs"] * base["macs"]),
         inference=table["views"] * table["macs"] / 1e6,
     ).sort_values("accuracy")
-    colours = dict(
-        zip(
-            ("reference", "seed", "helped", "within noise", "hurt"),
-            ("tab:blue", "tab:cyan", "tab:green", "tab:grey", "tab:red"),
+    return table, base
+
+
+def _round_log_ticks(ax):
+    """Round ticks (20, 30, 50, 100, ...) instead of overprinting 3x10^1, 4x10^1."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    ticks = [m * 10**e for e in decades for m in (1, 2, 3, 5) if lo <= m * 10**e <= hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _ablation_panel(ax, table, base, panel, ylim, gap, noise_band, fontsize):
+    """One panel: accuracy against one cost, each point labelled in a column beside it."""
+    column, label, log = panel
+    if noise_band is not None:
+        ax.axhspan(*noise_band, color="grey", alpha=0.15, lw=0)
+    ax.axhline(base["accuracy"], ls="--", c="grey", lw=1)
+    for verdict, rows in table.groupby("verdict", sort=False):
+        colour = _VERDICT_COLOURS.get(verdict, "tab:blue")
+        ax.scatter(rows[column], rows["accuracy"], s=36, c=colour, zorder=3)
+    if log:
+        _round_log_ticks(ax)
+    ax.set(xlabel=label, ylabel="validation accuracy (%)", ylim=ylim)
+    heights = _spread(list(table["accuracy"]), gap, *ylim)
+    for (_, row), y in zip(table.iterrows(), heights):
+        epochs = f" ({row['epochs']} epochs)" if row["epochs"] != base["epochs"] else ""
+        ax.annotate(
+            row["name"] + epochs,
+            xy=(row[column], row["accuracy"]),
+            xytext=(1.03, y),
+            textcoords=("axes fraction", "data"),
+            fontsize=fontsize,
+            va="center",
+            annotation_clip=False,
+            arrowprops=dict(arrowstyle="-", color="0.75", lw=0.6, shrinkA=0, shrinkB=3),
         )
-    )
-    panels = (
-        ("compute", "training compute: epochs x MACs per image, relative to the baseline", False),
-        ("inference", "multiply-accumulates per prediction (M): per image x forward passes", True),
-    )
-    fontsize = 8
-    line = fontsize * 1.3 / 72  # inches between two labels
-    axes_height = max(3.2, line * (len(table) + 1))
-    fig_height = len(panels) * (axes_height + 0.9) + 0.8
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, fig_height))
-    fig.subplots_adjust(
-        left=0.08,
-        right=0.64,
-        top=1 - 0.8 / fig_height,
-        bottom=0.6 / fig_height,
-        hspace=0.9 / axes_height,
-    )
-    low, high = table["accuracy"].min(), table["accuracy"].max()
-    pad = 0.04 * (high - low)
-    ylim = (low - pad, high + pad)
-    for ax, (column, label, log) in zip(axes, panels):
-        if noise_band is not None:
-            ax.axhspan(*noise_band, color="grey", alpha=0.15, lw=0)
-        ax.axhline(base["accuracy"], ls="--", c="grey", lw=1)
-        for verdict, rows in table.groupby("verdict", sort=False):
-            ax.scatter(
-                rows[column], rows["accuracy"], s=36, c=colours.get(verdict, "tab:blue"), zorder=3
-            )
-        if log:  # round ticks (20, 30, 50, 100, ...) instead of overprinting 3x10^1, 4x10^1
-            ax.set_xscale("log")
-            lo, hi = ax.get_xlim()
-            decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-            ticks = [m * 10**e for e in decades for m in (1, 2, 3, 5) if lo <= m * 10**e <= hi]
-            ax.xaxis.set_major_locator(FixedLocator(ticks))
-            ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set(xlabel=label, ylabel="validation accuracy (%)", ylim=ylim)
-        gap = (ylim[1] - ylim[0]) * line / axes_height
-        heights = spread(list(table["accuracy"]), gap, *ylim)
-        for (_, row), y in zip(table.iterrows(), heights):
-            epochs = f" ({row['epochs']} epochs)" if row["epochs"] != base["epochs"] else ""
-            ax.annotate(
-                row["name"] + epochs,
-                xy=(row[column], row["accuracy"]),
-                xytext=(1.03, y),
-                textcoords=("axes fraction", "data"),
-                fontsize=fontsize,
-                va="center",
-                annotation_clip=False,
-                arrowprops=dict(arrowstyle="-", color="0.75", lw=0.6, shrinkA=0, shrinkB=3),
-            )
+
+
+def _ablation_legend(fig, verdicts, baseline, noise_band, fontsize, fig_height):
+    from matplotlib.patches import Patch
+
     handles = [
-        plt.Line2D([], [], ls="", marker="o", c=colours[v], label=v)
-        for v in colours
-        if v in set(table["verdict"])
+        plt.Line2D([], [], ls="", marker="o", c=_VERDICT_COLOURS[v], label=v)
+        for v in _VERDICT_COLOURS
+        if v in verdicts
     ]
     handles.append(plt.Line2D([], [], ls="--", c="grey", label=baseline))
     if noise_band is not None:
@@ -295,6 +287,40 @@ def ablation_figure(table, baseline="baseline", noise_band=None):
         fontsize=fontsize + 1,
         frameon=False,
     )
+
+
+def ablation_figure(table, baseline="baseline", noise_band=None):
+    """Validation accuracy of each ablation run against two costs that the machine's load
+    cannot move: training compute (epochs x MACs per image, relative to the baseline's) and
+    MACs per prediction (MACs per image x forward passes, on a log axis). Fit time is left out:
+    runs of one recipe took very different times when other work shared the cores.
+
+    `table`: benchmarks/results/ablations.csv as a DataFrame, optionally with `views` (forward
+    passes per prediction, default 1) and `verdict` (one colour each, see
+    `tuning.ablation_verdicts`). Each label sits in a column beside its panel, as near its
+    point's height as the labels above and below allow, joined to it by a line, so rows of the
+    same cost stay readable. `noise_band`: (low, high) accuracy in %, shaded (the baseline's
+    seeds)."""
+    table, base = _ablation_rows(table, baseline)
+    fontsize = 8
+    line = fontsize * 1.3 / 72  # inches between two labels
+    axes_height = max(3.2, line * (len(table) + 1))
+    fig_height = len(_ABLATION_PANELS) * (axes_height + 0.9) + 0.8
+    fig, axes = plt.subplots(len(_ABLATION_PANELS), 1, figsize=(10, fig_height))
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.64,
+        top=1 - 0.8 / fig_height,
+        bottom=0.6 / fig_height,
+        hspace=0.9 / axes_height,
+    )
+    low, high = table["accuracy"].min(), table["accuracy"].max()
+    pad = 0.04 * (high - low)
+    ylim = (low - pad, high + pad)
+    gap = (ylim[1] - ylim[0]) * line / axes_height
+    for ax, panel in zip(axes, _ABLATION_PANELS):
+        _ablation_panel(ax, table, base, panel, ylim, gap, noise_band, fontsize)
+    _ablation_legend(fig, set(table["verdict"]), baseline, noise_band, fontsize, fig_height)
     fig.suptitle(
         "Ablations: accuracy against costs that machine load cannot move",
         y=1 - 0.05 / fig_height,
@@ -376,57 +402,48 @@ def results_figure(points, noise_band=None, anchors=(), title=""):
     return fig
 
 
-def architecture_figure(model, num_classes=10, title=None):
-    """A MobileViT drawn stage by stage, left to right: stem -> inverted residuals -> MobileViT
-    blocks -> head. Each box names its blocks, grows with its feature map's side (log scale),
-    and carries the tensor shape it outputs, its parameters and its MACs per image.
+def _si(number):
+    """1234567 -> '1.23 M'."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if number >= size:
+            return f"{number / size:.3g} {unit}"
+    return f"{number:.0f}"
 
-    `model`: a model made by `models.build_mobilevit` (its input size known), or a variant (a
-    name or `MobileViTConfig`), built here with `num_classes` outputs at its default input.
-    """
-    import keras
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    from mobilevit_utils import layers as mvl
+def _box_height(shape):
+    """Grows with the log of the map's side (a vector: 1)."""
+    return 1.2 + 0.6 * np.log2(shape[0] if len(shape) == 3 else 1)
+
+
+def _describe_stage(key, members):
+    """(role, text) of one stage's layers. The role (`BlockKind.role` of its layers' kind, or
+    "head") picks the colour; an attention stage is named by its kind's `label`."""
+    from mobilevit_utils import block_kinds
+
+    if key == "head":
+        return "head", "average pool\ndropout\ndense"
+    first = members[0]
+    kinds = [block_kinds.block_kind_of(layer) for layer in members]
+    for block, kind in zip(members, kinds):
+        if kind is not None and kind.role == "attention":
+            text = f"inverted residual\nstride {first.strides}\n+ {kind.label or kind.name}"
+            if hasattr(block, "num_transformer_layers"):  # a MobileViTBlockBase
+                text += (
+                    f"\n{block.num_transformer_layers} transformer\nlayers, "
+                    f"d={block.embedding_dim}\n{block.patch_size}x{block.patch_size} patches"
+                )
+            return "attention", text
+    if kinds[0] is not None and kinds[0].role == "conv":
+        size = f"{first.kernel_size}x{first.kernel_size} conv"
+        return "conv", f"{size}\nstride {first.strides}" if key == "stem" else size
+    plural = "s" if len(members) > 1 else ""
+    then = ", then 1" if plural and first.strides > 1 else ""
+    return "mv2", f"{len(members)} inverted\nresidual{plural}\nstride {first.strides}{then}"
+
+
+def _architecture_stages(model):
+    """[(name, role, text, output shape, (params, MACs) or None)], the input first."""
     from mobilevit_utils import models
-
-    if not isinstance(model, keras.Model):
-        model = models.build_mobilevit(model, num_classes=num_classes)
-
-    def si(number):  # 1234567 -> '1.23 M'
-        for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-            if number >= size:
-                return f"{number / size:.3g} {unit}"
-        return f"{number:.0f}"
-
-    def box_height(shape):  # grows with the log of the map's side (a vector: 1)
-        return 1.2 + 0.6 * np.log2(shape[0] if len(shape) == 3 else 1)
-
-    def describe(key, members):  # (kind, text) of one stage's layers
-        first = members[0]
-        blocks = [layer for layer in members if isinstance(layer, mvl.MobileViTBlock)]
-        if blocks:
-            block = blocks[0]
-            name = (
-                "MobileViTv2 block"
-                if isinstance(block, mvl.MobileViTV2Block)
-                else "v3-style block"
-                if isinstance(block, mvl.MobileViTV3Block)
-                else "MobileViT block"
-            )
-            return "attention", (
-                f"inverted residual\nstride {first.strides}\n+ {name}\n"
-                f"{block.num_transformer_layers} transformer\nlayers, d={block.embedding_dim}\n"
-                f"{block.patch_size}x{block.patch_size} patches"
-            )
-        if key in ("stem", "final_conv"):
-            size = f"{first.kernel_size}x{first.kernel_size} conv"
-            return "conv", f"{size}\nstride {first.strides}" if key == "stem" else size
-        if key == "head":
-            return "head", "average pool\ndropout\ndense"
-        plural = "s" if len(members) > 1 else ""
-        then = ", then 1" if plural and first.strides > 1 else ""
-        return "mv2", f"{len(members)} inverted\nresidual{plural}\nstride {first.strides}{then}"
 
     groups = {}  # stage -> its layers' table rows, in model order
     for row in models.layer_table(model):
@@ -437,42 +454,69 @@ def architecture_figure(model, num_classes=10, title=None):
             groups.setdefault(key, []).append(row)
     stages = [("input", "input", "image", tuple(model.input_shape[1:]), None)]
     for key, rows in groups.items():
-        kind, text = describe(key, [model.get_layer(row["layer"]) for row in rows])
+        role, text = _describe_stage(key, [model.get_layer(row["layer"]) for row in rows])
         params, macs = sum(row["params"] for row in rows), sum(row["macs"] for row in rows)
         label = "final conv" if key == "final_conv" else key
-        stages.append((label, kind, text, rows[-1]["output_shape"], (params, macs)))
+        stages.append((label, role, text, rows[-1]["output_shape"], (params, macs)))
+    return stages
 
-    colours = {"input": "0.85", "conv": "C0", "mv2": "C1", "attention": "C2", "head": "C3"}
+
+_ROLE_COLOURS = {"input": "0.85", "conv": "C0", "mv2": "C1", "attention": "C2", "head": "C3"}
+
+
+def _draw_stage(ax, i, stage, width, gap):
+    """Stage `i`'s box, its name above, its shape and costs below, an arrow from the last."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    name, role, text, shape, cost = stage
+    x, height = i * (width + gap), _box_height(shape)
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, -height / 2),
+            width,
+            height,
+            boxstyle="round,pad=0.02,rounding_size=0.08",
+            facecolor=_ROLE_COLOURS[role],
+            alpha=0.35,
+            edgecolor="0.3",
+        )
+    )
+    ax.text(x + width / 2, height / 2 + 0.15, name, ha="center", va="bottom", weight="bold")
+    ax.text(x + width / 2, 0, text, ha="center", va="center", fontsize=8, linespacing=1.2)
+    below = str(shape) + (f"\n{_si(cost[0])} params\n{_si(cost[1])} MACs" if cost else "")
+    ax.text(x + width / 2, -height / 2 - 0.15, below, ha="center", va="top", fontsize=8)
+    if i:
+        arrow = FancyArrowPatch(
+            (x - gap + 0.03, 0),
+            (x - 0.03, 0),
+            arrowstyle="-|>",
+            mutation_scale=18,
+            lw=1.5,
+            color="0.3",
+        )
+        ax.add_patch(arrow)
+
+
+def architecture_figure(model, num_classes=10, title=None):
+    """A MobileViT drawn stage by stage, left to right: stem -> inverted residuals -> MobileViT
+    blocks -> head. Each box names its blocks, grows with its feature map's side (log scale),
+    and carries the tensor shape it outputs, its parameters and its MACs per image.
+
+    `model`: a model made by `models.build_mobilevit` (its input size known), or a variant (a
+    name or `MobileViTConfig`), built here with `num_classes` outputs at its default input.
+    """
+    import keras
+
+    from mobilevit_utils import models
+
+    if not isinstance(model, keras.Model):
+        model = models.build_mobilevit(model, num_classes=num_classes)
+    stages = _architecture_stages(model)
     width, gap = 1.5, 0.45
     fig, ax = plt.subplots(figsize=(1.05 * (width + gap) * len(stages), 4.6))
-    for i, (name, kind, text, shape, cost) in enumerate(stages):
-        x, height = i * (width + gap), box_height(shape)
-        ax.add_patch(
-            FancyBboxPatch(
-                (x, -height / 2),
-                width,
-                height,
-                boxstyle="round,pad=0.02,rounding_size=0.08",
-                facecolor=colours[kind],
-                alpha=0.35,
-                edgecolor="0.3",
-            )
-        )
-        ax.text(x + width / 2, height / 2 + 0.15, name, ha="center", va="bottom", weight="bold")
-        ax.text(x + width / 2, 0, text, ha="center", va="center", fontsize=8, linespacing=1.2)
-        below = str(shape) + (f"\n{si(cost[0])} params\n{si(cost[1])} MACs" if cost else "")
-        ax.text(x + width / 2, -height / 2 - 0.15, below, ha="center", va="top", fontsize=8)
-        if i:
-            arrow = FancyArrowPatch(
-                (x - gap + 0.03, 0),
-                (x - 0.03, 0),
-                arrowstyle="-|>",
-                mutation_scale=18,
-                lw=1.5,
-                color="0.3",
-            )
-            ax.add_patch(arrow)
-    tallest = max(box_height(stage[3]) for stage in stages)
+    for i, stage in enumerate(stages):
+        _draw_stage(ax, i, stage, width, gap)
+    tallest = max(_box_height(stage[3]) for stage in stages)
     ax.set_xlim(-0.1, len(stages) * (width + gap) - gap + 0.1)
     ax.set_ylim(-tallest / 2 - 1.4, tallest / 2 + 0.7)
     ax.axis("off")

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import json
 import os
 from pathlib import Path
 
 from mobilevit_utils import models
+from mobilevit_utils.errors import MissingDependencyError, MissingInputError, OfflineError
+from mobilevit_utils.run_files import RunMetadata
 
 REPO_URL = "https://github.com/mobilevit-keras/mobilevit-keras"
 
@@ -134,7 +135,7 @@ def checkpoint_dir(name, download_from=REPO_URL, branch="main"):
     if all(_intact(preset, target / file) for file in FILES):
         return target
     if download_from is None:
-        raise FileNotFoundError(f"{preset.checkpoint} is not installed with the package.")
+        raise MissingInputError(f"{preset.checkpoint} is not installed with the package.")
     for file in FILES:
         _download(preset, file, target, f"{download_from.rstrip('/')}/raw/{branch}")
     return target
@@ -169,7 +170,7 @@ def _download(preset, file, target, base_url):
         )
     except Exception as error:
         (target / file).unlink(missing_ok=True)
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{preset.checkpoint}/{file} is not installed with the package and could not be "
             f"downloaded ({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
             "reinstall mobilevit-keras or check the connection."
@@ -195,8 +196,8 @@ def preset_metadata(name, download_from=REPO_URL):
     preset = _get(name)
     if preset.checkpoint is not None:
         folder = checkpoint_dir(name, download_from)
-        metadata = json.loads((folder / "metadata.json").read_text())
-        return {**metadata, "preprocessing": models.RAW_RGB.to_dict()}
+        metadata = RunMetadata.read(folder)
+        return dataclasses.replace(metadata, preprocessing=models.RAW_RGB.to_dict()).to_dict()
     return models_from_hub(preset)[1]
 
 
@@ -205,7 +206,7 @@ def models_from_hub(preset):
     try:
         from transformers import MobileViTForImageClassification
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "Apple's weights need transformers and torch: pip install -e .[reference]"
         ) from None
     from mobilevit_utils import convert
@@ -213,7 +214,7 @@ def models_from_hub(preset):
     try:
         reference = MobileViTForImageClassification.from_pretrained(preset.hub_id)
     except OSError as error:
-        raise ConnectionError(
+        raise OfflineError(
             f"Cannot fetch {preset.hub_id} from the Hugging Face Hub (offline?): "
             f"{str(error).splitlines()[0]}"
         ) from None

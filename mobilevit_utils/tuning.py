@@ -28,7 +28,8 @@ from pathlib import Path
 
 import keras
 
-from mobilevit_utils import inference, models, training
+from mobilevit_utils import block_kinds, inference, models, training
+from mobilevit_utils.run_files import RunMetadata
 
 # The space searched: the series' three (learning rate, batch size, heads) and two more.
 SEARCH_SPACE = {
@@ -56,8 +57,8 @@ def suggest(trial, space=SEARCH_SPACE):
 def has_attention_heads(model):
     """Whether layout `model` (a variant name) has multi-head attention: MobileViTv2 blocks'
     separable attention has no heads, so `num_heads` would change nothing there."""
-    blocks = {stage.block for stage in models.get_variant(model).stages}
-    return bool(blocks & {"mobilevit", "mobilevit_v3"})
+    stages = models.get_variant(model).stages
+    return any(block_kinds.BLOCK_KINDS[stage.block].has_heads for stage in stages)
 
 
 def search_space(recipe="cpu", space=SEARCH_SPACE):
@@ -130,7 +131,7 @@ def search(
             print_fn=lambda *_: None,
             **{**overrides, **params},
         )
-        accuracy = result["metadata"]["best_val_accuracy"]
+        accuracy = RunMetadata.from_dict(result["metadata"]).best_val_accuracy
         print_fn(f"trial {trial.number}: val_accuracy {accuracy:.4f} with {params}")
         return accuracy
 

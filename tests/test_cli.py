@@ -153,11 +153,14 @@ def test_bad_image_files_say_what_is_wrong(project, capsys):
     refused_training(capsys, tree, project / "r", says=["Cannot decode", "--skip-bad-images"])
 
 
-def test_mixed_sizes_name_the_flag(project):
+def test_mixed_sizes_are_resized_to_the_most_common_and_name_the_flag(project, caplog):
+    """Every phone folder mixes sizes; image_dataset_from_directory resizes them, and so do we."""
     tree = image_tree(project / "ds")
     Image.new("RGB", (20, 24)).save(tree / "train" / "a" / "other.png")
-    with pytest.raises(data.DataError, match="--image-size HEIGHT WIDTH"):
-        data.load_dataset(tree)
+    with caplog.at_level("WARNING", logger="mobilevit_utils"):
+        dataset = data.load_dataset(tree)
+    assert dataset.x_train.shape[1:3] == dataset.x_val.shape[1:3] != (24, 20)
+    assert "--image-size HEIGHT WIDTH" in caplog.text
 
 
 def test_damaged_model_files_say_what_is_wrong(project, capsys):

@@ -56,7 +56,7 @@ def test_decoded_images_are_cached_and_reused(project, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "decode_images", fail)
+    monkeypatch.setattr(data.sources, "decode_images", fail)
     second = data.load_dataset(project / "ds")
     np.testing.assert_array_equal(first.x_train, second.x_train)
     # A changed source invalidates the cache.
@@ -214,3 +214,107 @@ def test_pydataset_without_tensorflow_matches_shapes():
     assert len(batches) == 2
     images, labels = batches[0]
     assert images.shape == (16, 16, 16, 3) and labels.shape == (16, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Folder conventions (issue #41) and one-line data errors
+
+
+def test_images_in_class_subfolders_belong_to_the_class(project):
+    """Like `image_dataset_from_directory`, class folders are read recursively."""
+    make_tree(project / "ds", per_class=(4, 4))
+    nested = project / "ds" / "train" / "cat" / "more" / "deeper"
+    nested.mkdir(parents=True)
+    for i, image in enumerate(random_images(3, (12, 10), seed=5)):
+        Image.fromarray(image).save(nested / f"extra{i}.png")
+    (project / "ds" / "train" / "cat" / ".hidden").mkdir()
+    Image.fromarray(random_images(1, (12, 10))[0]).save(
+        project / "ds" / "train" / "cat" / ".hidden" / "x.png"
+    )
+    paths, labels, names = data.list_image_folder(project / "ds" / "train")
+    assert names == ("cat", "dog") and np.bincount(labels).tolist() == [7, 4]
+    assert sum("deeper" in str(p) for p in paths) == 3 and not any(
+        ".hidden" in str(p) for p in paths
+    )
+    ds = data.load_dataset(project / "ds", validation_split=0.25)
+    assert len(ds.y_train) + len(ds.y_val) == 11
+
+
+def test_a_folder_with_images_only_in_subfolders_is_found(project):
+    nested = project / "photos" / "cat" / "2024"
+    nested.mkdir(parents=True)
+    (project / "photos" / "dog" / "2024").mkdir(parents=True)
+    for i, image in enumerate(random_images(4, (12, 10))):
+        Image.fromarray(image).save(nested / f"{i}.png")
+        Image.fromarray(image).save(project / "photos" / "dog" / "2024" / f"{i}.png")
+    ds = data.load_dataset(project / "photos", validation_split=0.5)
+    assert ds.class_names == ("cat", "dog") and len(ds.y_train) == 4
+
+
+def write_mixed_sizes(root):
+    """Three landscape (24x32) and two portrait (32x24) photos per class."""
+    for name in ("cat", "dog"):
+        folder = root / "train" / name
+        folder.mkdir(parents=True)
+        for i, image in enumerate(random_images(3, (24, 32), seed=1)):
+            Image.fromarray(image).save(folder / f"land{i}.png")
+        for i, image in enumerate(random_images(2, (32, 24), seed=2)):
+            Image.fromarray(image).save(folder / f"port{i}.png")
+
+
+def test_images_of_mixed_sizes_are_resized(project, caplog):
+    write_mixed_sizes(project / "ds")
+    with caplog.at_level("WARNING", logger="mobilevit_utils.data"):
+        ds = data.load_dataset(project / "ds", validation_split=0.2)
+    assert ds.image_shape == (24, 32, 3)  # the most common size
+    assert "24x32, the most common" in caplog.text and "--image-size" in caplog.text
+    sized = data.load_dataset(project / "ds", validation_split=0.2, image_size=(16, 16))
+    assert sized.image_shape == (16, 16, 3)
+    cropped = data.load_dataset(
+        project / "ds", validation_split=0.2, image_size=(16, 16), crop_to_aspect_ratio=True
+    )
+    assert cropped.image_shape == (16, 16, 3) and not np.array_equal(cropped.x_train, sized.x_train)
+    padded = data.load_dataset(
+        project / "ds", validation_split=0.2, image_size=(16, 16), pad_to_aspect_ratio=True
+    )
+    for image in padded.x_train:  # black bars above and below, or left and right
+        assert (image[:2] == 0).all() or (image[:, :2] == 0).all()
+
+
+def test_a_folder_with_test_but_no_train_is_not_taken_for_classes(project):
+    make_tree(project / "ds", split="test")
+    with pytest.raises(data.DataError, match="no train/ folder") as info:
+        data.load_dataset(project / "ds")
+    assert "--split test" in str(info.value) and "\n" not in str(info.value)
+    from mobilevit_utils import evaluation
+
+    metadata = {"class_names": ["cat", "dog", "emu"], "input_shape": [12, 10, 3]}
+    with pytest.raises(data.DataError, match="no train/ folder"):
+        evaluation.evaluation_data(metadata, project / "ds", split="val")
+    x, y, _, source = evaluation.evaluation_data(metadata, project / "ds", split="test")
+    assert len(y) == 18 and source.endswith("test")
+
+
+def test_data_dir_that_is_a_file_says_so(project):
+    (project / "notes.txt").write_text("not a dataset")
+    with pytest.raises(data.DataError, match="is a file, not a folder"):
+        data.load_dataset(project / "notes.txt")
+
+
+def test_data_dir_may_name_the_archive_itself(project):
+    import tarfile
+
+    make_tree(project / "src" / "cifar", per_class=(3, 3))
+    with tarfile.open(project / "images.tar", "w") as tar:
+        tar.add(project / "src" / "cifar", arcname="cifar")
+    ds = data.load_dataset(project / "images.tar", validation_split=0.5)
+    assert ds.class_names == ("cat", "dog")
+
+
+def test_a_class_with_one_image_is_named_in_the_split_error(project):
+    make_tree(project / "ds", per_class=(6, 1, 6))
+    with pytest.raises(data.DataError, match="Class 'dog' has only 1 image") as info:
+        data.load_dataset(project / "ds")
+    assert "--validation-split 0" in str(info.value)
+    ds = data.load_dataset(project / "ds", validation_split=0)  # a final fit keeps it
+    assert len(ds.y_train) == 13

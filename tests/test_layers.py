@@ -257,3 +257,13 @@ def test_v3_block_adds_its_input_and_fuses_with_a_1x1_conv(rng):
     block.fusion.norm.gamma.assign(np.zeros(12))
     block.fusion.norm.beta.assign(np.zeros(12))
     np.testing.assert_allclose(to_np(block(x)), x, atol=1e-6)
+
+
+def test_blocks_and_transformer_layers_are_siblings_with_their_own_configs():
+    blocks = [L.MobileViTBlock(16), L.MobileViTV2Block(16), L.MobileViTV3Block(16)]
+    assert all(type(block).__bases__ == (L.MobileViTBlockBase,) for block in blocks)
+    v1, v2, v3 = (set(block.get_config()) for block in blocks)
+    assert v1 == v3 == v2 | {"num_heads", "qkv_bias"}  # separable attention has no heads
+    for layer in (L.TransformerLayer(8), L.SeparableTransformerLayer(8)):
+        assert type(layer).__bases__ == (L.TransformerLayerBase,)
+    assert "num_heads" not in L.SeparableTransformerLayer(8).get_config()

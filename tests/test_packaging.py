@@ -124,3 +124,17 @@ def test_pages_workflow_installs_the_site_pins_and_runs_the_builder():
     assert "python tools/build_site.py" in runs
     uses = [step.get("uses", "").split("@")[0] for step in steps]
     assert "actions/upload-pages-artifact" in uses
+
+
+def test_every_subpackage_is_listed_for_installation():
+    """pyproject lists the packages (the checkpoints folder is mapped into the package), so a
+    new subpackage must be added there, or `pip install .` would leave it out."""
+    listed = set(pyproject()["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "mobilevit_utils").rglob("__init__.py")
+    }
+    assert found | {"mobilevit_utils._checkpoints"} == listed
+    assert pyproject()["tool"]["setuptools"]["package-dir"] == {
+        "mobilevit_utils._checkpoints": "checkpoints"
+    }

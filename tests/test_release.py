@@ -206,7 +206,8 @@ def test_a_final_fit_release_is_scored_by_its_twin(trained_run, tmp_path, monkey
         presets.PRESETS, "final", presets.Preset("final fit", "checkpoints/final", twin="twin")
     )
     monkeypatch.setitem(presets.PRESETS, "twin", presets.Preset("twin", "checkpoints/twin"))
-    monkeypatch.setattr(training, "RELEASED_PRESET", "final")
+    monkeypatch.setattr(training.tutorial, "RELEASED_PRESET", "final")  # where find_run reads it
+    monkeypatch.setattr(presets, "packaged_checkpoints", lambda: tmp_path / "checkpoints")
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(tmp_path / "artifacts"))  # no notebook 03 run
     monkeypatch.chdir(tmp_path)
     no_test, with_test = tmp_path / "offline", tmp_path / "official"

@@ -101,15 +101,16 @@ def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title
     flip_shifted = evaluation.evaluate(model, x, y, class_names, flip=True, shift=True)
     print(f"keras, flip and shift TTA: accuracy={flip_shifted.accuracy:.4f}")
     tflite = {}
-    for precision, path in export_tflite(model, metadata, data_dir, precisions, tflite_dir).items():
-        tflite_report = evaluation.evaluate(export.TFLiteModel(path), x, y, class_names)
+    checks = export_tflite(model, metadata, data_dir, precisions, tflite_dir, (x, y, class_names))
+    for precision, check in checks.items():
         tflite[precision] = {
-            "size_kb": round(path.stat().st_size / 1024),
-            "accuracy": tflite_report.accuracy,
-            "macro_f1": tflite_report.macro_f1,
+            "size_kb": round(check.size_kb),
+            "accuracy": check.accuracy,
+            "macro_f1": check.macro_f1,
         }
         print(
-            f"tflite {precision}: {tflite[precision]['size_kb']} KB, accuracy={tflite_report.accuracy:.4f}"
+            f"tflite {precision}: {tflite[precision]['size_kb']} KB, "
+            f"parity {'ok' if check.ok else 'FAILED'}, accuracy={check.accuracy:.4f}"
         )
     return {
         "evaluation": {"split": split, "source": str(source), **report.metrics()},
@@ -122,14 +123,23 @@ def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title
     }
 
 
-def export_tflite(model, metadata, data_dir, precisions, tflite_dir):
+def export_tflite(model, metadata, data_dir, precisions, tflite_dir, eval_data=None):
+    """`export.export_and_check` (as `python -m mobilevit_utils export` runs it): the TFLite
+    files, each checked against Keras and, with `eval_data`, scored; {precision: ExportCheck}."""
     # Calibrate int8 on training images only: the evaluation images stay unseen.
     calibration = None
     if "int8" in precisions:
         calibration = export.calibration_sample(
             evaluation.training_dataset(metadata, data_dir).x_train
         )
-    return export.export(model, tflite_dir, precisions, metadata["class_names"], calibration)
+    return export.export_and_check(
+        model,
+        tflite_dir,
+        precisions,
+        training.RunMetadata.from_dict(metadata).class_names,
+        calibration,
+        eval_data,
+    )
 
 
 def release(
@@ -145,10 +155,11 @@ def release(
     # Without the optimizer state (two more copies of every weight): inference and fine-tuning
     # need only the weights.
     model, metadata = training.load_run(run_dir, compile=False)
+    metadata = training.RunMetadata.from_dict(metadata)
     config = json.loads((run_dir / "config.json").read_text())
-    final_fit = metadata.get("validation_split") == 0 and not evaluation.has_test_split(data_dir)
+    final_fit = metadata.final_fit and not evaluation.has_test_split(data_dir)
     twin = _twin(run_dir, twin, config) if final_fit else None
-    _refuse_twin_folder(out_dir, metadata.get("validation_split", 0.1))
+    _refuse_twin_folder(out_dir, metadata.validation_split)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "model.keras")
     for name in RUN_FILES:
@@ -158,7 +169,7 @@ def release(
         shutil.copy2(log, out_dir / "training_log.txt")
     history = training.read_history(run_dir)
     plots.save(
-        plots.history_figure(history, f"{model.name}, preset {metadata.get('preset')}"),
+        plots.history_figure(history, f"{model.name}, preset {metadata.preset}"),
         out_dir / "learning_curves.png",
     )
 
@@ -183,26 +194,26 @@ def release(
         )
         shipped = export_tflite(model, metadata, data_dir, precisions, tflite_dir)
         scores["tflite_release_size_kb"] = {
-            precision: round(path.stat().st_size / 1024) for precision, path in shipped.items()
+            precision: round(check.size_kb) for precision, check in shipped.items()
         }
 
-    run_env = metadata.get("environment", {})
+    run_env = metadata.environment
     fit = training.fit_seconds(history)  # every session of a resumed run
     results = {
         "model": model.name,
-        "variant": metadata.get("variant"),
-        "preset": metadata.get("preset"),
-        "seed": metadata.get("seed"),
+        "variant": metadata.variant,
+        "preset": metadata.preset,
+        "seed": metadata.seed,
         "trainable_parameters": models.trainable_params(model),
         "macs_per_image": models.count_macs(model),
-        "input_shape": metadata.get("input_shape"),
+        "input_shape": list(metadata.input_shape) if metadata.input_shape else None,
         **scores,
         "scored_by_twin": None if twin is None else twin.as_posix(),
         "training": {
-            "epochs": metadata.get("epochs_completed"),
-            "best_epoch": metadata.get("best_epoch"),
-            "train_images": metadata.get("train_images"),
-            "wall_time_s": round(fit, 1) if fit else metadata.get("wall_time_s_last_session"),
+            "epochs": metadata.epochs_completed,
+            "best_epoch": metadata.best_epoch,
+            "train_images": metadata.train_images,
+            "wall_time_s": round(fit, 1) if fit else metadata.wall_time_s_last_session,
             "backend": run_env.get("backend"),
             "cpu_count": run_env.get("cpu_count"),
             "devices": run_env.get("devices"),

@@ -1,0 +1,86 @@
+"""`evaluate`: accuracy, F1 and the report files of a saved model on a split of a dataset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mobilevit_utils.cli.common import (
+    CLIError,
+    add_skip_flag,
+    check_input_folder,
+    check_output_folder,
+    on_error,
+)
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy, F1, confusion matrices of a saved model",
+        description="Evaluate a .keras or .tflite model; prints accuracy=... and "
+        "macro_f1=... and writes the report files to --out.",
+    )
+    p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
+    p.add_argument(
+        "--data-dir",
+        help="class-per-folder tree DIR/<split>/<class>/*; default the "
+        "project's dataset ($MOBILEVIT_DATA_DIR or CIFAR-10)",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "val"],
+        help="split to evaluate; where the data has no test/ folder (the CIFAR-10 copy here), "
+        "both read the validation split that training held out, and the output says so",
+    )
+    add_skip_flag(p)
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average the predictions for each image and its mirror image",
+    )
+    p.add_argument(
+        "--shift-tta",
+        action="store_true",
+        help="also average over one-pixel moves in four directions (5x the passes)",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args):
+    from mobilevit_utils import evaluation, inference
+    from mobilevit_utils.run_files import RunMetadata
+
+    check_output_folder("--out", args.out)
+    check_input_folder("--data-dir", args.data_dir, "<split>/<class>/ images")
+    model, metadata = inference.load_classifier(args.model)
+    x, y, class_names, source = evaluation.evaluation_data(
+        metadata, args.data_dir, args.split, on_error=on_error(args)
+    )
+    if args.split == "test" and "(val split)" in source:
+        if RunMetadata.from_dict(metadata).final_fit:
+            raise CLIError(
+                "the data has no test/ folder and this model trained on every image "
+                "(validation_split 0): there is nothing it has not seen; pass --data-dir with a "
+                "test/ folder"
+            )
+        print("no test split in the data: evaluating the validation split training held out")
+    report = evaluation.evaluate(model, x, y, class_names, flip=args.flip_tta, shift=args.shift_tta)
+    views = [name for name, on in (("flip", args.flip_tta), ("shift", args.shift_tta)) if on]
+    title = Path(args.model).name + (f" ({' + '.join(views)} TTA)" if views else "")
+    evaluation.write_report(report, args.out, images=x, title=title)
+    print(f"evaluated {title} on {len(y)} images from {source}")
+    if report.absent_classes:
+        absent = report.absent_classes
+        print(
+            f"{len(absent)} of the model's {len(class_names)} classes have no images here "
+            f"({', '.join(absent[:10])}{', ...' if len(absent) > 10 else ''}): F1 averages "
+            f"cover the {len(class_names) - len(absent)} present"
+        )
+    print(f"accuracy={report.accuracy:.4f}")
+    if not math.isnan(report.top5_accuracy):  # with 5 classes or fewer it is always 1
+        print(f"top5_accuracy={report.top5_accuracy:.4f}")
+    print(f"macro_f1={report.macro_f1:.4f}")
+    print(f"report: {args.out}")

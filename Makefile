@@ -9,7 +9,7 @@ EXTRAS ?= dev,litert,backends,reference,site
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 EXECUTED := artifacts/executed
 
-.PHONY: install browser test lint format unit-test notebook-test tutorial docs site format-notebooks benchmarks reference reference-final clean
+.PHONY: install browser test test-fast lint format unit-test notebook-test tutorial docs site format-notebooks benchmarks reference reference-final clean
 LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks conftest.py
 
 install: $(VENV)/.installed browser
@@ -24,20 +24,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# Chromium for tests/test_site.py, Debian's package (`playwright install` would download a browser
+# Chromium for tests/repo/test_site.py, Debian's package (`playwright install` would download a browser
 # build from outside the package registries): nothing to do where it is installed; installed with
 # apt-get as root or with password-less sudo; elsewhere (macOS, no root) a note, and the browser
 # test is skipped (under CI, where the variable CI is set, it fails instead).
 browser:
 	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-		echo "note: Chromium is missing and there is no apt-get: tests/test_site.py will be skipped"; exit 0; fi; \
+		echo "note: Chromium is missing and there is no apt-get: tests/repo/test_site.py will be skipped"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
-		echo "note: Chromium is missing (apt-get install chromium needs root): tests/test_site.py will be skipped"; exit 0; fi; \
-	echo "Installing Chromium (apt-get install chromium) for tests/test_site.py"; \
+		echo "note: Chromium is missing (apt-get install chromium needs root): tests/repo/test_site.py will be skipped"; exit 0; fi; \
+	echo "Installing Chromium (apt-get install chromium) for tests/repo/test_site.py"; \
 	{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null; } \
-		|| echo "note: apt-get could not install chromium: tests/test_site.py will be skipped"
+		|| echo "note: apt-get could not install chromium: tests/repo/test_site.py will be skipped"
 
 # Lint and format check (ruff), unit tests, then every notebook through nbval, in quick mode;
 # prints the slowest items.
@@ -47,6 +47,12 @@ browser:
 test: install lint
 	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) tests -n 2 \
 		--nbval-lax --nbval-current-env --durations=20
+
+# The edit-test loop (a few minutes): lint, then the unit lane and the repository checks that
+# need no browser and run nothing (tests/unit, tests/repo; markers in tests/conftest.py).
+test-fast: install lint
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests/unit tests/repo -m "not integration" -n 2 \
+		--deselect tests/repo/test_site.py --deselect tests/repo/test_notebooks.py --durations=5
 
 unit-test: install
 	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests --durations=10
@@ -68,7 +74,7 @@ tutorial: install
 
 # The executed copies readers see on GitHub: every notebook run in full (not quick) mode, in
 # order, outputs kept, written to docs/ under the same names (hours on 2 CPU cores: notebook 03
-# trains the cpu recipe, 06 runs the search). tests/test_docs.py checks their code is the
+# trains the cpu recipe, 06 runs the search). tests/repo/test_docs.py checks their code is the
 # notebooks' code. DATA_DIR=../shared/data uses a local CIFAR-10 copy. Their runs go to a folder
 # of their own, emptied first, so that no earlier (quick) run of notebook 03 is what 04 and 05
 # evaluate; the search of 06 there resumes.
@@ -86,7 +92,7 @@ docs: install
 
 # The website of the executed series (tools/build_site.py, mkdocs.yml): the README, the executed
 # notebooks in docs/ with their stored outputs (nothing is run), benchmarks/README.md and
-# docs/guide.md, built into artifacts/site/; it reads offline. tests/test_site.py checks it.
+# docs/guide.md, built into artifacts/site/; it reads offline. tests/repo/test_site.py checks it.
 site: install
 	$(BIN)/python tools/build_site.py --quiet
 	@echo "View it: $(BIN)/python -m http.server -d artifacts/site, then open http://localhost:8000"

@@ -1,6 +1,6 @@
 """Parallel test runs (`pytest -n 2`, as `make test` runs them): each test file stays on one
 worker, so its module-scoped fixtures are built once and order-dependent tests
-(tests/test_backends.py) keep their order; the notebooks share one worker and run in series,
+(tests/integration/test_backends.py) keep their order; the notebooks share one worker and run in series,
 because 04 and 05 read the run that 03 writes.
 
 A scheduler of our own rather than `--dist loadgroup`: pytest-xdist 3.8 marks groups by
@@ -14,14 +14,14 @@ import pytest
 # Unlisted files count 3 s per test.
 SECONDS = {
     "notebooks": 550,
-    "tests/test_training.py": 350,
-    "tests/test_recipes.py": 320,
-    "tests/test_backends.py": 290,
-    "tests/test_release.py": 150,
-    "tests/test_distribution.py": 150,
-    "tests/test_export.py": 100,
-    "tests/test_tuning.py": 70,
-    "tests/test_benchmarks.py": 60,
+    "tests/integration/test_training.py": 350,
+    "tests/integration/test_recipes.py": 320,
+    "tests/integration/test_backends.py": 290,
+    "tests/integration/test_release.py": 150,
+    "tests/integration/test_distribution.py": 150,
+    "tests/integration/test_export.py": 100,
+    "tests/integration/test_tuning.py": 70,
+    "tests/integration/test_benchmarks.py": 60,
 }
 
 

@@ -6,7 +6,7 @@ last cell's end (the kernel's start-up excluded). Nothing is run here.
     MOBILEVIT_QUICK=1 make tutorial && python benchmarks/notebook_times.py artifacts/executed/*.ipynb
 
 notebooks/README.md cites benchmarks/results/notebook_times_full.txt (the docs/ copies, which
-tests/test_docs.py checks against this command) and notebook_times_quick.txt (a quick-mode
+tests/repo/test_docs.py checks against this command) and notebook_times_quick.txt (a quick-mode
 `make tutorial`, run alone on 2 idle cores).
 """
 

@@ -37,7 +37,7 @@ class Preset:
     # A final fit trains on every training image, so it has no held-out images of its own: its
     # twin (a preset of the same recipe with a validation split) stands for it in scores and curves.
     twin: str | None = None
-    # sha256 of the released files, checked when they are downloaded (tests/test_presets.py
+    # sha256 of the released files, checked when they are downloaded (tests/unit/test_presets.py
     # checks them against the committed files, so a new release must update them).
     sha256: dict | None = None
 

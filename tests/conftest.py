@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 # Tests run on the TensorFlow backend unless the caller chose another one; backend-specific
-# checks start their own subprocesses (tests/test_backends.py, tests/test_distribution.py).
+# checks start their own subprocesses (tests/integration/test_backends.py, tests/integration/test_distribution.py).
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
@@ -54,3 +54,23 @@ def trained_run(tmp_path_factory):
     )
     (run.parent / "printed.txt").write_text("\n".join(lines) + "\n")  # what the run printed
     return run
+
+
+LANES = {
+    "unit": "fast, in-process checks of one module",
+    "integration": "trains, exports or runs the CLI and backends in subprocesses",
+    "repo": "the repository itself: docs, site, notebook text, packaging, structure",
+}
+
+
+def pytest_configure(config):
+    for lane, what in LANES.items():
+        config.addinivalue_line("markers", f"{lane}: {what} (tests/{lane}/)")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test is marked with its folder's lane: `-m unit`, `-m "not integration"`."""
+    for item in items:
+        lane = Path(str(item.path)).parent.name
+        if lane in LANES:
+            item.add_marker(getattr(pytest.mark, lane))

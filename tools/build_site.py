@@ -3,7 +3,7 @@ the executed notebooks in docs/ with their stored outputs (never re-run), benchm
 and docs/guide.md, readable offline.
 
     python tools/build_site.py                       # artifacts/site-src/ -> artifacts/site/
-    python tools/build_site.py --src DIR --out DIR   # elsewhere (tests/test_site.py)
+    python tools/build_site.py --src DIR --out DIR   # elsewhere (tests/repo/test_site.py)
     python -m http.server -d artifacts/site          # then open http://localhost:8000
 
 It assembles a site source folder (mkdocs.yml, made from the repository's, with the nav and

@@ -4,7 +4,7 @@ nbconvert's HTML template, which mkdocs-jupyter extends, loads MathJax from a CD
 notebook page and carries a module script that imports Mermaid from a CDN when a page has
 Mermaid diagrams. The notebooks use neither, so both are removed. Any other resource fetched
 from another host (a script, a stylesheet, a font, an image, a frame) fails the build, naming
-the page: the site must read without the internet (tests/test_site.py checks it in Chromium).
+the page: the site must read without the internet (tests/repo/test_site.py checks it in Chromium).
 
 mkdocs-jupyter makes a notebook page's table of contents from a markdown conversion that drops
 inline code, so a heading with code in it got a link to an id the page does not have (02's

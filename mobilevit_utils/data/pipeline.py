@@ -12,7 +12,7 @@ that decides what a batch holds:
   batch, in batch order, in both drivers.
 
 So on the TensorFlow backend, with the same seeds, both drivers give the same batches value
-for value (tests/test_pipeline.py checks it). On JAX or PyTorch, `ArrayBatches` draws from that
+for value (tests/unit/test_pipeline.py checks it). On JAX or PyTorch, `ArrayBatches` draws from that
 backend's random generator: the same images in the same order, other random numbers.
 """
 

@@ -1,7 +1,7 @@
 """Run under one Keras backend (KERAS_BACKEND set by the caller): build, train one step, save,
 reload, and load every model that other backends saved in the same folder.
 
-Usage: python tests/backend_roundtrip.py OUT_DIR
+Usage: python tests/integration/backend_roundtrip.py OUT_DIR
 """
 
 import os

@@ -10,7 +10,7 @@ import pytest
 
 from mobilevit_utils import presets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RELEASED = [name for name, preset in presets.PRESETS.items() if preset.checkpoint]
 
 

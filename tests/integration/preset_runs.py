@@ -2,7 +2,7 @@
 short epoch, reload its checkpoint with safe_mode=True, check it computes in float32, evaluate
 it and (on TensorFlow) export it to TFLite.
 
-Usage: python tests/preset_runs.py OUT_DIR [RECIPE ...]
+Usage: python tests/integration/preset_runs.py OUT_DIR [RECIPE ...]
 """
 
 import sys

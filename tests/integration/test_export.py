@@ -217,7 +217,7 @@ def test_variants_table_command(tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from benchmarks import variants
 
     variants.main(["--only", "xxs_cifar_v3", "--runs", "2", "--results-dir", str(tmp_path)])

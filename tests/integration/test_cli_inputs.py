@@ -18,7 +18,7 @@ from helpers import learnable_images, random_images, write_image_tree
 from mobilevit_utils import cli, data, errors, evaluation, inference, training
 from mobilevit_utils.cli import train as train_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys, *args):

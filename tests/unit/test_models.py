@@ -26,7 +26,7 @@ def test_parameter_counts_match_reference(builder, expected):
     "name, expected", [("v2_050", 1_370_593), ("v2_100", 4_901_841), ("v2_200", 18_449_329)]
 )
 def test_v2_parameter_counts_match_apple(name, expected):
-    """Apple's published counts (ml-cvnets, 1000 classes); tests/test_convert.py checks all
+    """Apple's published counts (ml-cvnets, 1000 classes); tests/unit/test_convert.py checks all
     seven widths against transformers' model."""
     assert models.trainable_params(models.build_mobilevit(name, num_classes=1000)) == expected
 

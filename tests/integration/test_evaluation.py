@@ -10,7 +10,7 @@ from helpers import random_images, tiny_dataset, write_image_tree
 
 from mobilevit_utils import evaluation, export, inference, models
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def one_hot_probs(pred, num_classes, confidence=0.9):

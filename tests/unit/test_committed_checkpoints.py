@@ -12,7 +12,7 @@ import pytest
 import mobilevit_utils  # noqa: F401  (registers the layers)
 from mobilevit_utils import block_kinds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = sorted(ROOT.glob("checkpoints/*/model.keras"))
 
 # Logits for `images()`, computed with mobilevit_utils/layers.py before it became a package.

@@ -14,7 +14,7 @@ from helpers import learnable_images, tiny_dataset, write_image_tree
 
 from mobilevit_utils import training
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_presets_are_plain_editable_data():
@@ -242,7 +242,7 @@ def test_train_command_reproduces_a_recipe():
     assert (args.data_dir, args.out) == ("data", "runs/x")
     rebuilt = dataclasses.replace(training.get_recipe(args.preset), **cli.train_overrides(args))
     assert rebuilt == recipe
-    # Every TrainConfig field has a flag (tests/test_cli_inputs.py); a recorded field no flag
+    # Every TrainConfig field has a flag (tests/integration/test_cli_inputs.py); a recorded field no flag
     # sets (one of an older version, say) is reported, not silently dropped.
     _, unexpressed = cli.train_command({**recipe.to_dict(), "retired_knob": 0.5})
     assert unexpressed == {"retired_knob": 0.5}

@@ -3,7 +3,7 @@ safe_mode=True as a float32 model, evaluates, and exports to TFLite (TensorFlow;
 and precision).
 
 Each backend runs in its own process (the backend is chosen at import); see
-tests/preset_runs.py for what is checked.
+tests/integration/preset_runs.py for what is checked.
 """
 
 import importlib.util

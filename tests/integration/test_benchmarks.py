@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import learnable_images, write_image_tree
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_README = ROOT / "benchmarks" / "README.md"
 sys.path.insert(0, str(ROOT))
 

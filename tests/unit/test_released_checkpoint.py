@@ -11,7 +11,7 @@ from helpers import learnable_images, write_image_tree
 import mobilevit_utils  # noqa: F401  (registers the layers)
 from mobilevit_utils import models, presets, training
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RELEASE = ROOT / presets.PRESETS[training.RELEASED_PRESET].checkpoint
 # A final fit has no held-out images: its twin (same recipe, validation split) holds the scores.
 TWIN_PRESET = presets.PRESETS[training.RELEASED_PRESET].twin

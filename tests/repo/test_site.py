@@ -23,7 +23,7 @@ from urllib.request import urlopen
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "docs").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = shutil.which("chromium") or next(
     (path for path in ["/usr/bin/chromium"] if Path(path).exists()), None

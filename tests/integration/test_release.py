@@ -13,7 +13,7 @@ from mobilevit_utils import presets, training
 
 pytest.importorskip("ai_edge_litert")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- reference-results:start -->", "<!-- reference-results:end -->"
 
 

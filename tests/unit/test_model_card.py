@@ -7,7 +7,7 @@ import pytest
 
 from mobilevit_utils import model_card
 
-RELEASE = Path(__file__).resolve().parents[1] / "checkpoints" / "mobilevit_v2_050_cifar10_heldout"
+RELEASE = Path(__file__).resolve().parents[2] / "checkpoints" / "mobilevit_v2_050_cifar10_heldout"
 
 
 def test_the_card_states_data_contract_scores_limits_and_command(tmp_path):

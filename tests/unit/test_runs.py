@@ -15,7 +15,7 @@ from mobilevit_utils import run_files, training
 from mobilevit_utils.errors import SidecarError
 from mobilevit_utils.run_files import RunMetadata
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = sorted(
     [*ROOT.glob("checkpoints/*/metadata.json"), *ROOT.glob("benchmarks/results/**/metadata.json")]
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mobilevit_utils"
+PACKAGE = Path(__file__).resolve().parents[2] / "mobilevit_utils"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 600

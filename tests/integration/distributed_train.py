@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/helpers.py
 backend = os.environ["KERAS_BACKEND"]
 strategy = None
 if backend == "tensorflow":

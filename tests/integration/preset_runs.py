@@ -8,11 +8,13 @@ Usage: python tests/integration/preset_runs.py OUT_DIR [RECIPE ...]
 import sys
 from pathlib import Path
 
-import keras
-import numpy as np
-from helpers import tiny_dataset
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/helpers.py
 
-from mobilevit_utils import evaluation, export, training
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from helpers import tiny_dataset  # noqa: E402
+
+from mobilevit_utils import evaluation, export, training  # noqa: E402
 
 out_dir = Path(sys.argv[1])
 recipes = sys.argv[2:] or list(training.RECIPES)

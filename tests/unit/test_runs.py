@@ -187,4 +187,5 @@ def test_a_run_writes_its_files_through_run_metadata(trained_run):
     assert loaded == metadata.to_dict() and metadata.class_names == ["class0", "class1", "class2"]
     assert metadata.input_shape == [32, 32, 3] and metadata.epochs_completed == 3
     assert metadata.preset == "quick" and metadata.init_from is None
-    assert not [p.name for p in trained_run.iterdir() if p.name.startswith(".")]  # no temporaries
+    hidden = [p.name for p in trained_run.iterdir() if p.name.startswith(".")]
+    assert hidden == [training.runs.MARKER]  # the run's marker, and no temporaries

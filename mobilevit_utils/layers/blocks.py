@@ -134,22 +134,10 @@ def _multi_head_transformer(block):
     return transformer_layers, TransformerLayer.norm_layer("transformer_layer_norm")
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MobileViTBlock(MobileViTBlockBase):
-    """MobileViT block (paper Sec. 3.1, Fig. 1b): local convolutions, global attention over
-    unfolded patches, fold back, fuse with the input.
-
-    The skeleton of `MobileViTBlockBase` with multi-head `TransformerLayer`s; the projected
-    global features are concatenated with the block input and fused by a kxk conv-BN-SiLU
-    (`fusion`).
-
-    Args:
-        embedding_dim: token width inside the transformer.
-        num_transformer_layers: how many `TransformerLayer`s.
-        num_heads, mlp_ratio, qkv_bias, attention_drop, dropout: see `TransformerLayer`.
-        patch_size: side of the square patches.
-        kernel_size: kernel of the local and fusion convolutions.
-    """
+class _MultiHeadBlock(MobileViTBlockBase):
+    """What v1 and v3 blocks share beyond the skeleton: multi-head `TransformerLayer`s (with
+    `num_heads` and `qkv_bias`) and the concatenation their fusions read. Not registered: only
+    the blocks below are saved."""
 
     def __init__(
         self,
@@ -178,6 +166,29 @@ class MobileViTBlock(MobileViTBlockBase):
         self.qkv_bias = qkv_bias
         self.transformer_layers, self.transformer_layer_norm = _multi_head_transformer(self)
         self.concat = layers.Concatenate(axis=-1, name="concat")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MobileViTBlock(_MultiHeadBlock):
+    """MobileViT block (paper Sec. 3.1, Fig. 1b): local convolutions, global attention over
+    unfolded patches, fold back, fuse with the input.
+
+    The skeleton of `MobileViTBlockBase` with multi-head `TransformerLayer`s; the projected
+    global features are concatenated with the block input and fused by a kxk conv-BN-SiLU
+    (`fusion`).
+
+    Args:
+        embedding_dim: token width inside the transformer.
+        num_transformer_layers: how many `TransformerLayer`s.
+        num_heads, mlp_ratio, qkv_bias, attention_drop, dropout: see `TransformerLayer`.
+        patch_size: side of the square patches.
+        kernel_size: kernel of the local and fusion convolutions.
+    """
 
     def build(self, input_shape):
         self._build_skeleton(
@@ -198,14 +209,9 @@ class MobileViTBlock(MobileViTBlockBase):
         fusion = self.fusion.count_macs((height, width, 2 * channels))
         return super().count_macs(input_shape) + fusion
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias)
-        return config
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MobileViTV3Block(MobileViTBlockBase):
+class MobileViTV3Block(_MultiHeadBlock):
     """MobileViTv3 block (Wadekar & Chaurasia 2022) for the v1 layout.
 
     Three changes to `MobileViTBlock`: `local_rep_layer_1` is a depthwise 3x3 conv; `fusion`
@@ -215,34 +221,6 @@ class MobileViTV3Block(MobileViTBlockBase):
     2 x channels was the costliest conv of a v1 block; a 1x1 one costs a ninth of it per
     input channel. Arguments as `MobileViTBlock`'s.
     """
-
-    def __init__(
-        self,
-        embedding_dim,
-        num_transformer_layers=2,
-        num_heads=4,
-        patch_size=2,
-        mlp_ratio=2.0,
-        qkv_bias=True,
-        attention_drop=0.0,
-        dropout=0.0,
-        kernel_size=3,
-        **kwargs,
-    ):
-        super().__init__(
-            embedding_dim,
-            num_transformer_layers,
-            patch_size,
-            mlp_ratio,
-            attention_drop,
-            dropout,
-            kernel_size,
-            **kwargs,
-        )
-        self.num_heads = num_heads
-        self.qkv_bias = qkv_bias
-        self.transformer_layers, self.transformer_layer_norm = _multi_head_transformer(self)
-        self.concat = layers.Concatenate(axis=-1, name="concat")
 
     def build(self, input_shape):
         self._build_skeleton(
@@ -263,11 +241,6 @@ class MobileViTV3Block(MobileViTBlockBase):
         height, width, channels = input_shape
         fusion = self.fusion.count_macs((height, width, self.embedding_dim + channels))
         return super().count_macs(input_shape) + fusion
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias)
-        return config
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

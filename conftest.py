@@ -14,14 +14,19 @@ import pytest
 # Unlisted files count 3 s per test.
 SECONDS = {
     "notebooks": 550,
-    "tests/integration/test_training.py": 350,
+    "tests/integration/test_photos_to_phone.py": 300,
     "tests/integration/test_recipes.py": 320,
     "tests/integration/test_backends.py": 290,
-    "tests/integration/test_release.py": 150,
+    "tests/integration/test_training.py": 280,
+    "tests/integration/test_run_safety.py": 200,
+    "tests/integration/test_export.py": 225,
     "tests/integration/test_distribution.py": 150,
-    "tests/integration/test_export.py": 100,
+    "tests/integration/test_benchmarks.py": 130,
+    "tests/integration/test_release.py": 130,
+    "tests/integration/test_finetune.py": 85,
     "tests/integration/test_tuning.py": 70,
-    "tests/integration/test_benchmarks.py": 60,
+    "tests/integration/test_probe.py": 60,
+    "tests/integration/test_evaluation.py": 60,
 }
 
 

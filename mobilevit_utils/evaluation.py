@@ -225,7 +225,8 @@ def _class_names(metadata):
 
 def training_dataset(metadata, data_dir=None, on_error="raise"):
     """The dataset split exactly as the model's training run split it (same seed, validation
-    share and subset, images resized to the model's input), checked against its class names."""
+    share and subset, images fitted to the model's input as training fitted them), checked
+    against its class names."""
     metadata = RunMetadata.from_dict(metadata)
     class_names = _class_names(metadata)
     dataset = data_lib.load_dataset(
@@ -236,6 +237,7 @@ def training_dataset(metadata, data_dir=None, on_error="raise"):
         max_per_class=metadata.max_per_class,
         class_names=tuple(class_names) if data_dir else None,
         on_error=on_error,
+        **metadata.resize_options,
     )
     if list(dataset.class_names) != list(class_names):
         raise data_lib.DataError(
@@ -264,7 +266,11 @@ def evaluation_data(metadata, data_dir=None, split="test", on_error="raise"):
             split = "val"  # a val/ folder of its own beats a slice of train/
         if (root / split).is_dir():
             x, y, _, _ = data_lib.load_split_folder(
-                root / split, tuple(class_names), size, on_error=on_error
+                root / split,
+                tuple(class_names),
+                size,
+                on_error=on_error,
+                **metadata.resize_options,
             )
             return x, y, tuple(class_names), display_path(root / split)
     # No test/ split (the CIFAR-10 copy here has none): the validation split training held out.

@@ -125,7 +125,10 @@ def to_flatbuffer(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
     if precision == "int8" and (calibration_images is None or len(calibration_images) == 0):
-        raise ExportError("int8 export needs calibration images (--calibration-data or a dataset).")
+        raise ExportError(
+            "int8 export needs calibration images (--calibration-data FOLDER, Python: "
+            "calibration_images=)."
+        )
     if precision == "int8" and (refusal := _int8_refusal(model)):
         raise ExportError(refusal)
     if saved_model_dir is None:
@@ -196,11 +199,15 @@ def export(
     batch_one=True,
     name=None,
     preprocessing=None,
+    extra_metadata=None,
 ):
     """Write `<name>_<precision>.tflite` + `.json` sidecars to `out_dir`; return their paths.
 
+    `name`: default the model's name (the command line names the files after the run).
     `preprocessing`: the input contract written to the sidecars (default
     `models.RAW_RGB`, this project's models: raw RGB pixels, rescaled inside the model).
+    `extra_metadata`: more keys for every sidecar (the command line adds the model card's
+    essentials and how images are fitted to the input).
     """
     from mobilevit_utils.models import RAW_RGB
 
@@ -240,6 +247,7 @@ def export(
                 min(num_calibration, len(calibration_images)) if precision == "int8" else None
             ),
             "ops": sorted(set(runner.op_names())),
+            **(extra_metadata or {}),
         }
         write_metadata(path, metadata)
         paths[precision] = path
@@ -332,7 +340,7 @@ def export_and_check(
     """Export `model` (`export`), check each file against Keras (`parity` on `check_images`:
     default the first 64 calibration images, else 16 random ones) and, with `eval_data` =
     (images, labels, class_names), evaluate each file on it; returns {precision: ExportCheck}.
-    `export_options`: `export`'s `name` and `preprocessing`. The command line's `export` and
+    `export_options`: `export`'s `name`, `preprocessing` and `extra_metadata`. The command line's `export` and
     tools/release_checkpoint.py both run this."""
     from mobilevit_utils import evaluation
 

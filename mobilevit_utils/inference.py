@@ -402,22 +402,31 @@ def find_images(arguments):
     return paths, problems
 
 
-def _decode_one(path, image_size):
+def _decode_one(path, image_size, **resize):
     """One image file as uint8 (H, W, 3) resized to `image_size`, through the decoder training
     uses (`data.read_image`: EXIF orientation, 16-bit, transparency): a bad file raises alone."""
     from mobilevit_utils import data as data_lib
 
-    return data_lib.read_image(path, image_size)
+    return data_lib.read_image(path, image_size, **resize)
 
 
 def predict_files(
-    classifier, paths, class_names, top_k=3, image_size=None, batch_size=64, on_error="raise"
+    classifier,
+    paths,
+    class_names,
+    top_k=3,
+    image_size=None,
+    batch_size=64,
+    on_error="raise",
+    crop_to_aspect_ratio=False,
+    pad_to_aspect_ratio=False,
 ):
     """The `top_k` classes of each image file, most probable first, as a pandas DataFrame with
     columns `path`, `class_1`, `probability_1`, `class_2`, ... (at most one per class).
 
     `classifier`: a Keras model or `TFLiteModel` (`load_classifier`); images are resized to
-    `image_size` (default: the model's input). A file that cannot be decoded raises
+    `image_size` (default: the model's input), stretched or, as the model's training did
+    (`RunMetadata.resize_options`), centre-cropped or padded to its shape. A file that cannot be decoded raises
     `data.BadImageError`, or with `on_error="skip"` is left out and listed in
     `frame.attrs["skipped"]` ({path: what is wrong with it}).
     """
@@ -438,7 +447,13 @@ def predict_files(
         decoded = []
         for path in paths[start : start + batch_size]:  # one by one: a bad file fails alone
             try:
-                decoded.append((path, _decode_one(path, size)))
+                image = _decode_one(
+                    path,
+                    size,
+                    crop_to_aspect_ratio=crop_to_aspect_ratio,
+                    pad_to_aspect_ratio=pad_to_aspect_ratio,
+                )
+                decoded.append((path, image))
             except data_lib.DataError as error:
                 if on_error == "raise":
                     raise

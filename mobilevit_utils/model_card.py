@@ -12,11 +12,9 @@ release tool and export all call it without importing each other.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from mobilevit_utils.run_files import RunMetadata
+from mobilevit_utils.run_files import RESIZE_MODES, RunMetadata, write_atomic
 
 FILE = "MODEL_CARD.md"
 CIFAR_SIZE = 32
@@ -29,6 +27,24 @@ def accuracy_interval(accuracy, num_images, confidence=0.95):
     correct = round(accuracy * num_images)
     interval = binomtest(correct, num_images).proportion_ci(confidence, method="wilson")
     return interval.low, interval.high
+
+
+def _count(number):
+    return "?" if number is None else f"{number:,}"
+
+
+def validation_scores(metadata):
+    """The evaluation a run's own validation gives (its best epoch's accuracy on the images it
+    held out), as `render` takes it; None for a final fit or a run without one."""
+    metadata = RunMetadata.from_dict(metadata)
+    if metadata.best_val_accuracy is None or not metadata.val_images:
+        return None
+    return {
+        "accuracy": metadata.best_val_accuracy,
+        "num_images": metadata.val_images,
+        "source": "the validation split training held out; its best epoch was chosen on these "
+        "images, so the figure reads slightly high",
+    }
 
 
 def _scores(evaluation):
@@ -57,7 +73,8 @@ def _limitations(metadata, confused_pairs):
     lines = [
         f"- It knows {len(names)} classes and gives every image one of them: there is no "
         "'none of these'. Check the top probability before trusting an answer.",
-        f"- It sees every image at {height}x{width} pixels: larger photos are shrunk first.",
+        f"- It sees every image at {height}x{width} pixels: larger photos are shrunk first, "
+        f"{RESIZE_MODES[metadata.resize_mode]}.",
     ]
     if max(height, width) <= CIFAR_SIZE:
         lines.append(
@@ -65,7 +82,7 @@ def _limitations(metadata, confused_pairs):
             "text and textures are hard; objects that fill the frame work best."
         )
     lines.append(
-        f"- It was trained on {metadata.train_images or 'its'} images from one source; "
+        f"- It was trained on {_count(metadata.train_images)} images from one source; "
         "photos unlike them (other cameras, lighting, viewpoints) score lower than the numbers "
         "above."
     )
@@ -97,13 +114,14 @@ def render(metadata, evaluation=None, confused_pairs=None, command=None, title=N
         "",
         "## Model",
         f"- {metadata.model or '?'} (MobileViT, Mehta & Rastegari, ICLR 2022), "
-        f"recipe `{metadata.preset or 'custom'}`, seed {metadata.seed}",
+        f"recipe `{metadata.preset or 'custom'}`, seed {metadata.seed}"
+        + (f", fine-tuned from `{metadata.init_from}`" if metadata.init_from else ""),
         f"- input: {'x'.join(str(d) for d in metadata.input_shape)}, "
         f"{preprocessing.get('description', 'see the sidecar')}",
         "",
         "## Training data",
-        f"- {metadata.train_images or '?'} training images, "
-        f"{metadata.val_images or 0} held out for validation, from "
+        f"- {_count(metadata.train_images)} training images, "
+        f"{_count(metadata.val_images or 0)} held out for validation, from "
         f"`{metadata.data_source or 'the dataset given'}`",
         f"- classes ({len(names)}): {', '.join(names)}",
         "",
@@ -122,9 +140,17 @@ def essentials(metadata, evaluation=None):
     """The card in a few fields, for an exported model's sidecar."""
     metadata = RunMetadata.from_dict(metadata)
     card = {"model": metadata.model, "recipe": metadata.preset}
+    if metadata.init_from:
+        card["fine_tuned_from"] = metadata.init_from
+    card["training_images"] = metadata.train_images
     if evaluation:
+        n = int(evaluation["num_images"])
+        low, high = accuracy_interval(float(evaluation["accuracy"]), n)
         card["accuracy"] = round(float(evaluation["accuracy"]), 4)
-        card["evaluated_on"] = f"{int(evaluation['num_images'])} images"
+        card["accuracy_95_interval"] = [round(low, 4), round(high, 4)]
+        card["evaluated_on"] = (
+            f"{n} images ({evaluation.get('source') or evaluation.get('split', 'held out')})"
+        )
     card["limitations"] = "one of its classes for every image; sees every image at " + "x".join(
         str(d) for d in metadata.image_size
     )
@@ -132,10 +158,7 @@ def essentials(metadata, evaluation=None):
 
 
 def write(folder, text):
-    """`folder/MODEL_CARD.md`, written to a temporary name first and renamed into place."""
-    folder = Path(folder)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{FILE}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(temporary, folder / FILE)
-    return folder / FILE
+    """`folder/MODEL_CARD.md`, written atomically (`run_files.write_atomic`)."""
+    path = Path(folder) / FILE
+    write_atomic(path, text)
+    return path

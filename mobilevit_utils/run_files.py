@@ -51,6 +51,15 @@ def write_json(path, payload):
 
 # Keys a fine-tuned run adds (`TrainConfig.init_from`); written only for such runs.
 FINE_TUNING_KEYS = ("init_from", "head_epochs", "source_preprocessing")
+# Keys written only when set (not their default), so that runs recorded before they existed
+# read and write back unchanged.
+OPTIONAL_KEYS = ("data_dir", "crop_to_aspect_ratio", "pad_to_aspect_ratio", "command")
+# How an image of another shape is fitted to the model's input, in words.
+RESIZE_MODES = {
+    "stretch": "stretched to that shape",
+    "crop": "cropped to that shape around its centre (the edges are lost)",
+    "pad": "shrunk whole and padded to that shape with black bars",
+}
 _SEQUENCES = ("class_names", "input_shape")  # lists in the file (and in `to_dict`)
 
 
@@ -87,6 +96,14 @@ class RunMetadata:
     init_from: str | None = None
     head_epochs: int | None = None
     source_preprocessing: dict | None = None
+    # The training folder, absolute (None for CIFAR-10's download or a dataset given in
+    # Python): export calibrates int8 on it.
+    data_dir: str | None = None
+    # How images were fitted to the input (Keras' conventions; both False: stretched), so that
+    # evaluation, prediction and export treat images as training did.
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
+    command: str | None = None  # the command line that reproduces the run
     extra: dict = dataclasses.field(default_factory=dict)  # keys this schema does not know
 
     @property
@@ -98,6 +115,21 @@ class RunMetadata:
     def image_size(self):
         """(height, width) the model takes, or None when the metadata does not say."""
         return tuple(self.input_shape[:2]) if self.input_shape else None
+
+    @property
+    def resize_options(self):
+        """`read_image`'s / `load_dataset`'s aspect-ratio arguments, as training used them."""
+        return {
+            "crop_to_aspect_ratio": bool(self.crop_to_aspect_ratio),
+            "pad_to_aspect_ratio": bool(self.pad_to_aspect_ratio),
+        }
+
+    @property
+    def resize_mode(self):
+        """ "stretch", "crop" or "pad": how an image of another shape is fitted to the input."""
+        if self.crop_to_aspect_ratio:
+            return "crop"
+        return "pad" if self.pad_to_aspect_ratio else "stretch"
 
     @classmethod
     def from_dict(cls, data):
@@ -112,11 +144,13 @@ class RunMetadata:
 
     def to_dict(self):
         """The dict metadata.json holds: every key of the schema (the fine-tuning ones only for
-        a fine-tuned run), then the unknown ones as read."""
+        a fine-tuned run, `OPTIONAL_KEYS` only when set), then the unknown ones as read."""
         payload = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name == "extra" or (field.name in FINE_TUNING_KEYS and not self.init_from):
+                continue
+            if field.name in OPTIONAL_KEYS and value == field.default:
                 continue
             payload[field.name] = (
                 list(value) if field.name in _SEQUENCES and isinstance(value, tuple) else value

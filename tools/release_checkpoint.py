@@ -9,9 +9,13 @@ TFLite, and write the results table the README shows.
 Writes to the released preset's folder (`training.RELEASED_PRESET`, where notebooks 04 and 05 find
 it; `--out` another folder for a new preset, such as the release's twin below):
 model.keras, metadata.json, config.json, environment.json, history.csv, learning_curves.png,
-report/ (evaluation report of the Keras model), results.json and results.md; then replaces
-the README's table between the `reference-results` markers with results.md. The .tflite files
-go to artifacts/tflite/<release name>/ (rebuilt by `python -m mobilevit_utils export`).
+report/ (evaluation report of the Keras model), results.json, results.md and MODEL_CARD.md;
+then replaces the README's table between the `reference-results` markers with results.md. The
+.tflite files go to artifacts/tflite/<release name>/, named after the release
+(<release name>_int8.tflite, ...; rebuilt by `python -m mobilevit_utils export`).
+`--card-only RELEASE_FOLDER` rewrites only a release's MODEL_CARD.md from its committed files:
+
+    python tools/release_checkpoint.py --card-only checkpoints/mobilevit_xxs_cifar10
 Evaluates on the official test split where the data has one, else on the validation split
 that training held out (same seed and share), and says which. A final fit (trained with
 `--validation-split 0` on every image) has no held-out images of its own there: `--twin RUN`
@@ -31,8 +35,18 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from mobilevit_utils import environment, evaluation, export, models, plots, presets, training  # noqa: E402
+from mobilevit_utils import (  # noqa: E402
+    environment,
+    evaluation,
+    export,
+    model_card,
+    models,
+    plots,
+    presets,
+    training,
+)
 from mobilevit_utils.cli import train_command  # noqa: E402
+from mobilevit_utils.cli.export import sidecar_extras  # noqa: E402
 
 RUN_FILES = ("metadata.json", "config.json", "environment.json", "history.csv")
 DEFAULT_OUT = presets.PRESETS[training.RELEASED_PRESET].checkpoint
@@ -101,7 +115,10 @@ def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title
     flip_shifted = evaluation.evaluate(model, x, y, class_names, flip=True, shift=True)
     print(f"keras, flip and shift TTA: accuracy={flip_shifted.accuracy:.4f}")
     tflite = {}
-    checks = export_tflite(model, metadata, data_dir, precisions, tflite_dir, (x, y, class_names))
+    scores = {"split": split, "source": str(source), **report.metrics()}
+    checks = export_tflite(
+        model, metadata, data_dir, precisions, tflite_dir, (x, y, class_names), scores
+    )
     for precision, check in checks.items():
         tflite[precision] = {
             "size_kb": round(check.size_kb),
@@ -113,7 +130,7 @@ def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title
             f"parity {'ok' if check.ok else 'FAILED'}, accuracy={check.accuracy:.4f}"
         )
     return {
-        "evaluation": {"split": split, "source": str(source), **report.metrics()},
+        "evaluation": scores,
         "evaluation_flip_tta": {"accuracy": flipped.accuracy, "macro_f1": flipped.macro_f1},
         "evaluation_flip_shift_tta": {
             "accuracy": flip_shifted.accuracy,
@@ -123,9 +140,13 @@ def measure(model, metadata, data_dir, precisions, tflite_dir, report_dir, title
     }
 
 
-def export_tflite(model, metadata, data_dir, precisions, tflite_dir, eval_data=None):
+def export_tflite(
+    model, metadata, data_dir, precisions, tflite_dir, eval_data=None, evaluation_scores=None
+):
     """`export.export_and_check` (as `python -m mobilevit_utils export` runs it): the TFLite
-    files, each checked against Keras and, with `eval_data`, scored; {precision: ExportCheck}."""
+    files, named after the release folder (`tflite_dir`) with the model card's essentials in
+    their sidecars, each checked against Keras and, with `eval_data`, scored;
+    {precision: ExportCheck}."""
     # Calibrate int8 on training images only: the evaluation images stay unseen.
     calibration = None
     if "int8" in precisions:
@@ -139,6 +160,8 @@ def export_tflite(model, metadata, data_dir, precisions, tflite_dir, eval_data=N
         training.RunMetadata.from_dict(metadata).class_names,
         calibration,
         eval_data,
+        name=Path(tflite_dir).name,
+        extra_metadata=sidecar_extras(Path(tflite_dir).name, metadata, evaluation_scores),
     )
 
 
@@ -192,7 +215,10 @@ def release(
             out_dir / "report",
             f"{model.name} (twin run with a validation split)",
         )
-        shipped = export_tflite(model, metadata, data_dir, precisions, tflite_dir)
+        twin_scores = {**scores["evaluation"], "source": f"held out by the twin run {twin}"}
+        shipped = export_tflite(
+            model, metadata, data_dir, precisions, tflite_dir, evaluation_scores=twin_scores
+        )
         scores["tflite_release_size_kb"] = {
             precision: round(check.size_kb) for precision, check in shipped.items()
         }
@@ -226,6 +252,7 @@ def release(
     (out_dir / "results.md").write_text(table)
     if readme:
         update_readme(readme, table)
+    write_card(out_dir)
     print(f"released to {out_dir}")
     return results
 
@@ -321,6 +348,49 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
     return "\n".join(lines)
 
 
+def scored_on(results):
+    """Which images a release's scores come from, in a few words."""
+    evaluated = results["evaluation"]
+    if results.get("scored_by_twin"):
+        return (
+            f"held out by the twin run `{results['scored_by_twin']}`, the same recipe with a "
+            "validation split; the released weights trained on them too"
+        )
+    if evaluated["split"] == "test":
+        return "the official CIFAR-10 test split"
+    return "the validation split held out from the training images, never trained on"
+
+
+def write_card(release_dir):
+    """Write a release folder's MODEL_CARD.md (`card_text`); returns its path."""
+    return model_card.write(release_dir, card_text(release_dir))
+
+
+def card_text(release_dir):
+    """The model card of a release folder, from its files: metadata.json, results.json (the
+    scores), report/confused_pairs.csv and the commands of results.md."""
+    import csv
+
+    release_dir = Path(release_dir)
+    metadata = training.RunMetadata.read(release_dir)
+    results = json.loads((release_dir / "results.json").read_text())
+    scores = {**results["evaluation"], "source": scored_on(results)}
+    pairs = []
+    if (release_dir / "report" / "confused_pairs.csv").exists():
+        with open(release_dir / "report" / "confused_pairs.csv", newline="") as file:
+            rows = list(csv.DictReader(file))[:3]
+        pairs = [(row["true"], row["predicted"], int(row["count"])) for row in rows]
+    markdown = (release_dir / "results.md").read_text()
+    command = re.search(r"```bash\n(.*?)\n```", markdown, re.S)
+    return model_card.render(
+        metadata,
+        evaluation=scores,
+        confused_pairs=pairs,
+        command=command.group(1) if command else None,
+        title=release_dir.name,
+    )
+
+
 def update_readme(path, table):
     path = Path(path)
     text = path.read_text()
@@ -334,7 +404,15 @@ def update_readme(path, table):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "run_dir", help="a finished training run (model.keras, metadata.json, history.csv)"
+        "run_dir",
+        help="a finished training run (model.keras, metadata.json, history.csv); with "
+        "--card-only, a release folder",
+    )
+    parser.add_argument(
+        "--card-only",
+        action="store_true",
+        help="only (re)write MODEL_CARD.md of the release folder RUN_DIR from its metadata.json, "
+        "results.json, report/ and results.md",
     )
     parser.add_argument(
         "--data-dir", help="dataset folder; default $MOBILEVIT_DATA_DIR, else CIFAR-10 download"
@@ -363,6 +441,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.card_only:
+        print(f"written {write_card(args.run_dir)}")
+        return
     try:
         release(
             args.run_dir,

@@ -19,7 +19,8 @@ def add_parser(sub):
         "evaluate",
         help="accuracy, F1, confusion matrices of a saved model",
         description="Evaluate a .keras or .tflite model; prints accuracy=... and "
-        "macro_f1=... and writes the report files to --out.",
+        "macro_f1=... and writes the report files and the model card with these scores "
+        "(MODEL_CARD.md) to --out.",
     )
     p.add_argument("--model", required=True, help="model file (.keras or .tflite)")
     p.add_argument(
@@ -35,7 +36,7 @@ def add_parser(sub):
         "both read the validation split that training held out, and the output says so",
     )
     add_skip_flag(p)
-    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--out", required=True, help="report folder (and its MODEL_CARD.md)")
     p.add_argument(
         "--flip-tta",
         action="store_true",
@@ -84,3 +85,26 @@ def run(args):
         print(f"top5_accuracy={report.top5_accuracy:.4f}")
     print(f"macro_f1={report.macro_f1:.4f}")
     print(f"report: {args.out}")
+    scored_on = source + (f", {' + '.join(views)} test-time augmentation" if views else "")
+    card = write_card(args.model, metadata, report, scored_on, args.out)
+    print(f"model card: {card}")
+
+
+def write_card(model_path, metadata, report, source, out):
+    """The model card of `model_path` with the scores just measured, in the report folder
+    `out`; its command is the one recorded with the model (its run's metadata)."""
+    from mobilevit_utils import evaluation, model_card
+    from mobilevit_utils.run_files import RunMetadata
+
+    scores = {**report.metrics(), "source": source}
+    pairs = evaluation.confused_pairs(report, top=3)
+    confused = [(row.true, row.predicted, row.count) for row in pairs.itertuples(index=False)]
+    path = Path(model_path)
+    text = model_card.render(
+        metadata,
+        evaluation=scores,
+        confused_pairs=confused,
+        command=RunMetadata.from_dict(metadata).command,
+        title=path.parent.name if path.stem == "model" else path.stem,
+    )
+    return model_card.write(out, text)

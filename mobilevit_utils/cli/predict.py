@@ -69,6 +69,7 @@ def run(args):
         image_size=metadata.image_size,
         batch_size=args.batch_size,
         on_error="skip",
+        **metadata.resize_options,  # as training fitted images to the input
     )
     failures += [f"{path}: {reason}" for path, reason in frame.attrs["skipped"].items()]
     for failure in failures:

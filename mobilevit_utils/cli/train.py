@@ -33,7 +33,7 @@ NOT_FLAGS = ("name",)  # --preset chooses the recipe
 # Help of the recipe flags. Those up to "head_epochs" are listed first in --help (what most
 # runs change); the others, and fields missing here, under "more recipe fields".
 HELP = {
-    "model": "variant",
+    "model": "variant (fine-tuning keeps the layout of the --init-from model)",
     "epochs": "number of epochs",
     "batch_size": "images per step",
     "learning_rate": "peak learning rate, reached after the warm-up",
@@ -47,6 +47,11 @@ HELP = {
     "mixed_precision": "float16 compute with float32 weights and logits (GPUs; slow on CPUs)",
     "jit_compile": "XLA (TensorFlow) / torch.compile (PyTorch); auto: XLA on GPUs only",
     "max_per_class": "train on at most this many images per class",
+    "crop_to_aspect_ratio": "fit images of another shape to the input by cropping their centre "
+    "to its shape (no stretching; the edges are lost); recorded, so evaluate, predict and export "
+    "do the same",
+    "pad_to_aspect_ratio": "fit images of another shape to the input whole, with black bars (no "
+    "stretching); recorded, so evaluate, predict and export do the same",
     "validation_split": "share of the images held out for validation; 0: a final fit on every "
     "image, keeping the last epoch's weights",
     "seed": "random seed",
@@ -243,7 +248,8 @@ def add_parser(sub):
     p.add_argument(
         "--data-dir",
         default=None,
-        help="dataset folder (train/<class>/*.jpg, or the CIFAR-10 JPEG archive); "
+        help="dataset folder (<class>/*.jpg or train/<class>/*.jpg, subfolders included; or the "
+        "CIFAR-10 JPEG archive); "
         "default $MOBILEVIT_DATA_DIR, else download CIFAR-10",
     )
     p.add_argument("--out", required=True, help="run folder for checkpoint, history and metadata")
@@ -252,16 +258,24 @@ def add_parser(sub):
         type=int,
         nargs=2,
         metavar=("HEIGHT", "WIDTH"),
-        help="resize every image to this size (needed when the images differ in size); "
-        "recorded in the metadata, so evaluate, predict and export resize the same way",
+        help="resize every image to this size (stretched, unless --crop-to-aspect-ratio or "
+        "--pad-to-aspect-ratio); default: the input of the model fine-tuned, else the images' "
+        "own size (mixed sizes: the most common); recorded in the metadata, so evaluate, "
+        "predict and export resize the same way",
     )
     add_skip_flag(p)
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last finished epoch",
+        help="continue the run in --out from its last finished epoch (with the data and recipe "
+        "it was started with: another is refused)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out: only a folder train made (marked .mobilevit-run), and "
+        "only its run files (a folder holding anything else is refused)",
+    )
     groups = {
         True: p.add_argument_group("recipe (each overrides the preset's value)"),
         False: p.add_argument_group("more recipe fields"),
@@ -285,6 +299,11 @@ def check_recipe(config, overrides):
         raise CLIError(f"{_flag(field)} must be {need}, got {value}")
     if config.num_heads is not None and config.num_heads < 1:
         raise CLIError(f"--num-heads must be at least 1, got {config.num_heads}")
+    if config.crop_to_aspect_ratio and config.pad_to_aspect_ratio:
+        raise CLIError(
+            "--crop-to-aspect-ratio and --pad-to-aspect-ratio both keep the images' proportions; "
+            "choose one (neither: stretch)"
+        )
     if config.ema and config.weight_averaging:
         raise CLIError(
             "--ema and --weight-averaging both average the weights; choose one (--no-ema or "
@@ -339,6 +358,17 @@ def check_paths(args):
         )
 
 
+def reproducing_command(args, config):
+    """The command line that repeats this `train` command, for the run's model card: the
+    recipe as flags (`train_command`), then the flags no recipe field holds."""
+    command, _ = train_command(config.to_dict(), args.data_dir, args.out)
+    if args.image_size:
+        command += " --image-size {} {}".format(*args.image_size)
+    if on_error(args) == "skip":
+        command += " --skip-bad-images"
+    return command
+
+
 def run(args):
     from mobilevit_utils import training
 
@@ -358,6 +388,8 @@ def run(args):
         overwrite=args.overwrite,
         image_size=tuple(args.image_size) if args.image_size else None,
         on_error=on_error(args),
+        command=reproducing_command(args, config),
         **overrides,
     )
     print(f"best checkpoint: {result['checkpoint']}")
+    print(f"model card: {result['card']}")

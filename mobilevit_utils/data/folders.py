@@ -10,7 +10,10 @@ cat), names starting with a dot ignored. A dataset may add a level of split fold
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
+import uuid
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -134,14 +137,53 @@ def training_folder(root):
 
 
 def _extract(archive):
+    """The folder `archive` is extracted in (`data/extracted/<name>`), extracted the first time:
+    into a temporary folder beside it, renamed into place once whole, so that an archive that
+    is damaged, unsafe (a `../` path, an absolute link: tarfile's "data" filter) or cut short,
+    or an interrupted extraction, leaves nothing behind but a one-line `DataError`."""
     target = default_data_dir() / "extracted" / archive.name.split(".")[0]
-    done = target / ".complete"
-    if not done.exists():
-        target.mkdir(parents=True, exist_ok=True)
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
         with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-        done.write_text(str(archive))
+            tar.extractall(partial, filter="data")
+        (partial / ".complete").write_text(str(archive))
+        if target.exists() and not (target / ".complete").exists():
+            shutil.rmtree(target)  # an older version's partial extraction
+        try:
+            partial.rename(target)
+        except OSError:  # another process extracted it meanwhile
+            if not (target / ".complete").exists():
+                raise
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        if isinstance(error, OSError) and error.filename not in (None, str(archive)):
+            raise  # a disk that is full or read-only: not the archive's fault
+        raise DataError(f"Cannot extract {archive}: {_archive_problem(error)}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _archive_problem(error):
+    """What is wrong with an archive that failed to extract, and what to do, in words."""
+    if isinstance(error, tarfile.FilterError):  # ../ paths, absolute paths or links, devices
+        return (
+            f"{error} (an unsafe member, refused); nothing was extracted. An archive of data "
+            "must keep its files inside its own folder: use another archive, or check this one "
+            "and extract it yourself, then point --data-dir at the folder."
+        )
+    if isinstance(error, EOFError | zlib.error) or "unexpected end" in str(error):
+        problem = "it is cut short (truncated, e.g. an interrupted download or copy)"
+    elif isinstance(error, tarfile.ReadError):
+        problem = "it is not a readable tar archive (plain, or gzip, bzip2 or xz compressed)"
+    else:
+        problem = f"{error.__class__.__name__}: {error}"
+    return (
+        f"{problem}; nothing was extracted. Replace it with a complete archive (tar tf ARCHIVE "
+        "lists what it holds), or point --data-dir at a folder of images."
+    )
 
 
 def _check_class_folders(root, folders, class_names):

@@ -54,6 +54,7 @@ class ImageDataset:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     skipped_files: tuple = ()
+    root: str | None = None  # the local folder read, absolute; None for a download
 
     @property
     def num_classes(self):
@@ -231,6 +232,7 @@ def load_image_folder(
         class_names,
         source=display_path(root),
         skipped_files=skipped,
+        root=str(Path(root).resolve()),
     )
     if (root / "test").is_dir():
         data.x_test, data.y_test, _, skipped_test = load_split_folder(

@@ -7,8 +7,11 @@ One module per role; every name is also importable from here (`training.train`, 
   the dtype policy and distribution it is built under, `hardware_warnings`.
 - `callbacks`: what `fit` runs with (`make_callbacks`): backup, checkpoint, history.csv
   (`CSVLogger`, Keras' written atomically), weight averages, per-epoch lines.
-- `runs`: run folders (created, resumed, finished, read back) and their files; `RunMetadata`
+- `runs`: run folders (created, resumed, finished, read back) and their files, marked as runs
+  and locked while a process trains in them (`RunClaim`); `RunMetadata`
   (`mobilevit_utils.run_files`) is metadata.json's schema.
+- `journal`: the resume state: an epoch's files committed together, recovered on resume, and
+  what the run was started with (a resume with other data or another recipe is refused).
 - `finetune`: starting from a trained model (`init_from`): the source, its weights, and the
   phases (the new head alone, then every layer).
 - `loop`: `train` itself.
@@ -17,10 +20,12 @@ One module per role; every name is also importable from here (`training.train`, 
 
 from mobilevit_utils.run_files import RunMetadata
 from mobilevit_utils.training.callbacks import (
+    BackupAndRestore,
     CSVLogger,
     DynamicConvTemperature,
     EpochClockCallback,
     EpochLogger,
+    ModelCheckpoint,
     WeightAverage,
     best_logged,
     make_callbacks,
@@ -45,10 +50,13 @@ from mobilevit_utils.training.finetune import (
     source_variant,
     transfer_weights,
 )
+from mobilevit_utils.training.journal import EpochJournal, ResumeError
 from mobilevit_utils.training.loop import fit_class_weight, train
 from mobilevit_utils.training.recipes import RECIPES, TrainConfig, get_recipe
 from mobilevit_utils.training.runs import (
+    RunClaim,
     RunExistsError,
+    RunInUseError,
     fit_seconds,
     float32_checkpoint,
     load_run,
@@ -69,12 +77,18 @@ __all__ = [
     "NOTEBOOK_RUN",
     "RECIPES",
     "RELEASED_PRESET",
+    "BackupAndRestore",
     "CSVLogger",
     "DynamicConvTemperature",
     "EpochClockCallback",
+    "EpochJournal",
     "EpochLogger",
+    "ModelCheckpoint",
     "Phase",
+    "ResumeError",
+    "RunClaim",
     "RunExistsError",
+    "RunInUseError",
     "RunMetadata",
     "Start",
     "TrainConfig",

@@ -1,11 +1,17 @@
 """The callbacks a training run fits with (`make_callbacks`): backup, checkpoint, history,
-weight averages, per-epoch lines, and schedules that follow the epoch."""
+weight averages, per-epoch lines, and schedules that follow the epoch.
+
+The run files an epoch changes (the backup, the weight average, the checkpoint, the history
+row) are staged in the run's `journal.EpochJournal` and committed together by `CSVLogger`, the
+last of them: a run killed at any moment resumes from an epoch whose files all agree.
+"""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
 import io
+import os
 import time
 from pathlib import Path
 
@@ -14,7 +20,87 @@ import numpy as np
 
 from mobilevit_utils import models
 from mobilevit_utils.run_files import atomic_path, write_atomic
-from mobilevit_utils.training.runs import HISTORY_FILE, read_history
+from mobilevit_utils.training.journal import EpochJournal, ResumeError, recover
+from mobilevit_utils.training.runs import BACKUP_DIR, CHECKPOINT_FILE, HISTORY_FILE, read_history
+
+
+def _relative(path, journal):
+    return os.path.relpath(path, journal.run_dir)
+
+
+class BackupAndRestore(keras.callbacks.Callback):
+    """Keras' `BackupAndRestore` for a run folder: the training state (weights and optimizer)
+    saved after every epoch as backup/latest.weights.h5, restored when `fit` begins in a folder
+    that holds one, so that an interrupted run continues from its last finished epoch.
+
+    Keras' writes that file in place: a run killed mid-write could never resume. This one stages
+    it in the run's journal, committed with the epoch's other files, and when `fit` begins it
+    first recovers the last committed epoch (`journal.recover`), whose state it restores.
+    """
+
+    def __init__(self, backup_dir, journal=None):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+        self.journal = journal or EpochJournal(self.backup_dir.parent)
+        self.weights_path = self.backup_dir / "latest.weights.h5"
+
+    def on_train_begin(self, logs=None):
+        epochs = recover(self.journal.run_dir)
+        if not epochs:
+            return
+        if not self.weights_path.is_file():
+            raise ResumeError(
+                f"{self.backup_dir} records {epochs} finished epoch(s) but has no "
+                f"{self.weights_path.name}: the resume state is damaged; start a new run."
+            )
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(self.weights_path)
+        except (OSError, ValueError) as error:  # an older version's, written in place
+            raise ResumeError(
+                f"{self.weights_path} cannot be loaded ({str(error).splitlines()[0][:200]}): it is "
+                "damaged, so the run cannot resume from it; start a new run."
+            ) from None
+        self.model._initial_epoch = epochs  # as Keras' BackupAndRestore tells fit
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.journal.stage(
+            epoch, _relative(self.weights_path, self.journal), self.model.save_weights
+        )
+
+
+class ModelCheckpoint(keras.callbacks.Callback):
+    """Keras' `ModelCheckpoint(path, monitor, mode="max", save_best_only=...)`: the model after
+    each epoch that improves `monitor` (every epoch without `save_best_only`). Staged in the
+    run's journal (else written under a temporary name and renamed), so that model.keras
+    changes with its epoch's commit only; a resumed run's best so far is its history's."""
+
+    def __init__(self, path, journal=None, monitor="val_accuracy", save_best_only=True):
+        super().__init__()
+        self.path = Path(path)
+        self.journal = journal
+        self.monitor, self.save_best_only = monitor, save_best_only
+        self.best = None
+
+    def on_train_begin(self, logs=None):
+        # After BackupAndRestore's recovery: the history holds the committed epochs only.
+        self.best = best_logged(self.path.parent, self.monitor) if self.save_best_only else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if self.save_best_only:
+            if value is None or not np.isfinite(value):
+                return
+            if self.best is not None and not value > self.best:
+                return
+            self.best = float(value)
+        if self.journal is not None:
+            self.journal.stage(epoch, _relative(self.path, self.journal), self.model.save)
+            return
+        with atomic_path(self.path) as temporary:
+            self.model.save(temporary)
 
 
 class DynamicConvTemperature(keras.callbacks.Callback):
@@ -70,9 +156,10 @@ class WeightAverage(keras.callbacks.Callback):
     interrupted run resumes with it.
     """
 
-    def __init__(self, state_path, max_decay=0.999, interval=5):
+    def __init__(self, state_path, max_decay=0.999, interval=5, journal=None):
         super().__init__()
         self.state_path = Path(state_path)
+        self.journal = journal  # stages the state with the epoch's other files
         self.max_decay, self.interval = max_decay, interval
 
     def on_train_begin(self, logs=None):
@@ -138,8 +225,12 @@ class WeightAverage(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"w{i}": a for i, a in enumerate(self.average)}
-        with atomic_path(self.state_path) as temporary:  # never a half-written state
-            np.savez(temporary, updates=self.updates, **arrays)
+        if self.journal is not None:
+            target = _relative(self.state_path, self.journal)
+            self.journal.stage(epoch, target, lambda p: np.savez(p, updates=self.updates, **arrays))
+        else:
+            with atomic_path(self.state_path) as temporary:  # never a half-written state
+                np.savez(temporary, updates=self.updates, **arrays)
         self._swap_in()  # for the checkpoint; undone when the next epoch begins
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -195,11 +286,15 @@ class CSVLogger(keras.callbacks.CSVLogger):
     "NA"), appended across resumes, but rewritten at every epoch's end (its rows so far plus
     the new one) under a temporary name and moved into place, so that a killed run never leaves
     half a row. An existing file keeps its columns. Lines end in \\n, not the csv module's \\r\\n.
+
+    With a `journal`, the file is staged with the epoch's other files, and, the last of them,
+    commits the epoch; its rows are then those of the committed epochs and the new one.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, journal=None):
         super().__init__(str(path), append=True)
         self.path = Path(path)
+        self.journal = journal
 
     def on_train_begin(self, logs=None):
         pass  # no file held open: each epoch rewrites it
@@ -207,6 +302,8 @@ class CSVLogger(keras.callbacks.CSVLogger):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         text = self.path.read_text() if self.path.exists() else ""
+        if self.journal is not None:  # the header and the committed epochs' rows
+            text = "".join(text.splitlines(keepends=True)[: epoch + 1])
         header = next(csv.reader([text.splitlines()[0]]), None) if text.strip() else None
         if not header:  # no file, or one with no header (killed before its first epoch ended)
             text, header = "", ["epoch", *history_columns(logs)]
@@ -217,7 +314,13 @@ class CSVLogger(keras.callbacks.CSVLogger):
         elif not text:
             writer.writeheader()
         writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in header[1:]}})
-        write_atomic(self.path, text + rows.getvalue())
+        text += rows.getvalue()
+        if self.journal is None:
+            write_atomic(self.path, text)
+            return
+        target = _relative(self.path, self.journal)
+        self.journal.stage(epoch, target, lambda path: path.write_text(text, newline=""))
+        self.journal.commit(epoch)
 
 
 def history_columns(logs):
@@ -251,10 +354,12 @@ def best_logged(run_dir, monitor="val_accuracy"):
 
 def make_callbacks(run_dir, config, print_fn=print, validating=True):
     run_dir = Path(run_dir)
+    journal = EpochJournal(run_dir)  # each epoch's files, committed together by CSVLogger
     callbacks = [
         # Saves state after every epoch; when a run is interrupted (even killed), `fit` on the
         # same folder restarts from the last finished epoch with weights and optimizer intact.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
+        # train removes it once the run's metadata is written (`journal.finish`).
+        BackupAndRestore(run_dir / BACKUP_DIR, journal),
     ]
     if config.ema:
         # After the backup (which keeps the raw weights, so a resumed run continues training
@@ -263,23 +368,18 @@ def make_callbacks(run_dir, config, print_fn=print, validating=True):
     if config.weight_averaging:
         callbacks.append(
             WeightAverage(
-                run_dir / "backup" / "weight_average.npz",
+                run_dir / BACKUP_DIR / "weight_average.npz",
                 config.ema_momentum,
                 config.averaging_interval,
+                journal=journal,
             )
         )
     callbacks += [
         # The best epoch on validation; without a validation split (a final fit on every
         # image), the last epoch.
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "model.keras"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=validating,
-            initial_value_threshold=best_logged(run_dir) if validating else None,
-        ),
+        ModelCheckpoint(run_dir / CHECKPOINT_FILE, journal, save_best_only=validating),
         EpochLogger(config.epochs, print_fn),  # before CSVLogger, which saves its epoch_time_s
-        CSVLogger(run_dir / HISTORY_FILE),
+        CSVLogger(run_dir / HISTORY_FILE, journal),  # the epoch's last file: commits it
         keras.callbacks.TerminateOnNaN(),
     ]
     if any(stage.dynamic_kernels for stage in models.get_variant(config.model).stages):

@@ -13,7 +13,7 @@ from mobilevit_utils import augmentation as aug
 from mobilevit_utils import data as data_lib
 from mobilevit_utils import environment, models
 from mobilevit_utils.run_files import RunMetadata, write_json
-from mobilevit_utils.training import finetune
+from mobilevit_utils.training import finetune, journal
 from mobilevit_utils.training.callbacks import EpochClockCallback, make_callbacks
 from mobilevit_utils.training.compile import (
     build_model,
@@ -24,11 +24,13 @@ from mobilevit_utils.training.compile import (
     uses_soft_labels,
 )
 from mobilevit_utils.training.recipes import get_recipe
+from mobilevit_utils.training.report import input_line, write_run_card
 from mobilevit_utils.training.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     ENVIRONMENT_FILE,
     HEAD_DIR,
+    RunClaim,
     float32_checkpoint,
     prepare_run_dir,
     read_history,
@@ -48,6 +50,7 @@ def train(
     callbacks=(),
     image_size=None,
     on_error="raise",
+    command=None,
     **overrides,
 ):
     """Train a model on a dataset with a recipe; returns a dict describing the run.
@@ -62,25 +65,28 @@ def train(
         image_size: `(height, width)` to resize every image to (recorded in the metadata, so
             that evaluation and prediction resize the same way); default the images' own size.
         on_error: "raise" on an unreadable image file, or "skip" it (each one printed).
+        command: the command line that reproduces the run, for its model card (MODEL_CARD.md,
+            written when it finishes); default the `training.train(...)` call.
         callbacks: extra Keras callbacks, run after the recipe's own (which log, checkpoint and
             back up first), e.g. an Optuna pruning callback reading `val_accuracy`.
     """
     config = dataclasses.replace(get_recipe(config), **overrides).validate()
-    start = None
+    start, asked_size = None, image_size is not None
     if config.init_from:  # resolved first: a missing file or an offline hub refuses at once
         config, start, image_size = finetune.resolve_start(config, image_size)
     run_dir = Path(run_dir or environment.artifacts_dir("runs", config.name, create=False))
     nothing_to_resume = resume and not any(
         (run_dir / name).exists() for name in ("backup", "history.csv", HEAD_DIR)
     )
-    created = not run_dir.exists()
-    run_dir = prepare_run_dir(run_dir, resume, overwrite)
+    # Checked (and locked when it is a run) at once; written to only once every input is valid.
+    claim = RunClaim(run_dir, resume, overwrite)
+    print_fn(input_line(config, image_size, asked_size, dataset, data_dir))
     if nothing_to_resume:
         print_fn(f"no run to resume in {run_dir}: starting a new one")
     try:
-        return _train(
+        result = _train(
             config=config,
-            run_dir=run_dir,
+            claim=claim,
             start=start,
             dataset=dataset,
             data_dir=data_dir,
@@ -90,16 +96,19 @@ def train(
             print_fn=print_fn,
             callbacks=callbacks,
         )
+        result["card"] = write_run_card(result, command)
     except ValueError:  # DataError included
-        if created and run_dir.exists() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # refused before training: leave nothing behind
+        claim.abandon()  # refused before training: leave nothing behind
         raise
+    finally:
+        claim.release()
+    return result
 
 
 def _train(
     *,
     config,
-    run_dir,
+    claim,
     start,
     dataset,
     data_dir,
@@ -124,8 +133,13 @@ def _train(
             image_size=image_size,
             max_per_class=config.max_per_class,
             on_error=on_error,
+            crop_to_aspect_ratio=config.crop_to_aspect_ratio,
+            pad_to_aspect_ratio=config.pad_to_aspect_ratio,
         )
     check_classes(dataset)
+    check_validation(config, dataset)
+    journal.begin_run(claim, config, dataset)  # the first write into the run folder
+    run_dir = claim.run_dir
     result = None
     for phase in finetune.phases(config, run_dir, start):
         if phase.part and run_finished(phase.run_dir):
@@ -161,6 +175,15 @@ def check_classes(dataset):
             f"Class {empty[0]!r} has no training images left"
             + (f" (nor do {empty[1:]})" if len(empty) > 1 else "")
             + "; add readable images to it or remove its folder."
+        )
+
+
+def check_validation(config, dataset):
+    """Refuse a recipe that watches a validation split the data does not have."""
+    if not len(dataset.y_val) and (config.early_stopping_patience or config.schedule == "plateau"):
+        raise ValueError(
+            "Early stopping and the plateau schedule watch the validation split; a final fit "
+            "(validation_split=0) needs a fixed number of epochs and the cosine schedule."
         )
 
 
@@ -207,11 +230,7 @@ def make_pipelines(config, dataset):
         late=late,
     )
     validating = len(dataset.y_val) > 0
-    if not validating and (config.early_stopping_patience or config.schedule == "plateau"):
-        raise ValueError(
-            "Early stopping and the plateau schedule watch the validation split; a final fit "
-            "(validation_split=0) needs a fixed number of epochs and the cosine schedule."
-        )
+    check_validation(config, dataset)
     val_batches = (
         data_lib.make_batches(
             dataset.x_val,
@@ -284,7 +303,8 @@ def run_phase(phase, *, dataset, run_environment, strategy, print_fn, callbacks)
     )
     print_fn(
         f"training {model.name} ({models.trainable_params(model):,} parameters) on "
-        f"{len(dataset.y_train):,} images, {held_out}; run folder {run_dir}"
+        f"{len(dataset.y_train):,} images of {'x'.join(map(str, dataset.image_shape[:2]))}, "
+        f"{held_out}; run folder {run_dir}"
     )
     fit_start = time.perf_counter()
     model.fit(
@@ -351,10 +371,14 @@ def finish_run(phase, *, model, dataset, wall, run_environment, print_fn):
         train_images=int(len(dataset.y_train)),
         val_images=int(len(dataset.y_val)),
         data_source=dataset.source,
+        data_dir=getattr(dataset, "root", None),
+        crop_to_aspect_ratio=config.crop_to_aspect_ratio,
+        pad_to_aspect_ratio=config.pad_to_aspect_ratio,
         environment=run_environment,
         **fine_tuning,
     )
     metadata.write(run_dir)
+    journal.finish(run_dir)  # the resume state goes once the metadata is written
     checkpoint = run_dir / CHECKPOINT_FILE
     if validating:
         print_fn(

@@ -37,6 +37,11 @@ class TrainConfig:
     transformer_dropout: float = 0.0
     validation_split: float = 0.1
     max_per_class: int | None = None  # train on a subset (quick runs)
+    # Fitting images of another shape to the input (Keras' conventions): crop their centre to
+    # its shape, or pad them whole with black bars; both False: stretch them. Recorded in the
+    # run's metadata, so that evaluation, prediction and export fit images the same way.
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
     early_stopping_patience: int | None = None
     mixed_precision: bool = False  # float16 compute, float32 weights and logits: for GPUs
     # XLA on TensorFlow, torch.compile on PyTorch (JAX always compiles). "auto" is Keras' rule:
@@ -92,6 +97,11 @@ class TrainConfig:
             raise ValueError(f"{field} must be {need}, got {value}.")
         if self.ema and self.weight_averaging:
             raise ValueError("ema and weight_averaging both average the weights; choose one.")
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ValueError(
+                "crop_to_aspect_ratio and pad_to_aspect_ratio both fit images to the input "
+                "without stretching them; choose one."
+            )
         return self
 
 

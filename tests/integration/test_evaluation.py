@@ -178,8 +178,12 @@ def _cli(*args, cwd=ROOT):
     )
 
 
-def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
+def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path, capsys):
+    from mobilevit_utils import cli
+
     _write_split(tmp_path / "data" / "test", ["class0", "class1", "class2"])
+    # One command as its own process (`python -m mobilevit_utils`); the others in this process,
+    # through the same entry point and exit statuses, without a TensorFlow start each.
     result = _cli(
         "evaluate",
         "--model",
@@ -196,7 +200,13 @@ def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
     assert any(line.startswith("accuracy=") for line in lines)
     assert any(line.startswith("macro_f1=") for line in lines)
     assert (tmp_path / "report" / "confusion_matrix.png").exists()
-    tta = _cli(
+
+    def cli_main(*args):
+        capsys.readouterr()
+        status = cli.main(list(args))
+        return status, *capsys.readouterr()
+
+    status, out, err = cli_main(
         "evaluate",
         "--model",
         str(trained_run / "model.keras"),
@@ -207,10 +217,10 @@ def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
         "--out",
         str(tmp_path / "report_tta"),
     )
-    assert tta.returncode == 0 and "(flip + shift TTA)" in tta.stdout, tta.stderr[-2000:]
+    assert status == 0 and "(flip + shift TTA)" in out, err[-2000:]
 
     _write_split(tmp_path / "other" / "test", ["class0", "zebra"])
-    wrong = _cli(
+    status, out, err = cli_main(
         "evaluate",
         "--model",
         str(trained_run / "model.keras"),
@@ -219,14 +229,14 @@ def test_cli_evaluate_predict_and_class_name_errors(trained_run, tmp_path):
         "--out",
         str(tmp_path / "r2"),
     )
-    assert wrong.returncode == 2 and "zebra" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert status == 2 and "zebra" in err and "Traceback" not in err
 
     image = next((tmp_path / "data" / "test" / "class1").iterdir())
-    predicted = _cli(
+    status, out, err = cli_main(
         "predict", "--model", str(trained_run / "model.keras"), "--top-k", "2", str(image)
     )
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    line = predicted.stdout.strip().splitlines()[-1]
+    assert status == 0, err[-2000:]
+    line = out.strip().splitlines()[-1]
     assert line.startswith(f"{image}: ")
     assert line[len(f"{image}: ") :].count("class") == 2
 

@@ -3,6 +3,7 @@
 in is locked against the others. The same, as real processes: tests/integration/test_run_safety.py."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 
 import pytest
 
+from mobilevit_utils import training
 from mobilevit_utils.training import runs
 from mobilevit_utils.training.runs import MARKER, RunClaim, RunExistsError, RunInUseError
 
@@ -59,7 +61,7 @@ def test_overwrite_never_removes_a_dataset_or_a_folder_it_did_not_make(tmp_path)
     for flags in ({"overwrite": True}, {"resume": True}, {}):
         refused((data, flags), says=["cifar.tar", "which train did not make", "not a run folder"])
     assert snapshot(tmp_path) == before
-    # A folder of run files without the marker (an older version's run, or made by hand).
+    # A folder of run files without the marker, nor train's config.json: made by hand.
     legacy = a_run(tmp_path / "legacy", marked=False)
     refused((legacy, {"overwrite": True}), says=["not marked as a run", MARKER, "yourself"])
     refused((legacy, {}), says=["already holds a run", "--resume", "--overwrite"])
@@ -88,6 +90,17 @@ def test_overwrite_removes_the_run_files_and_keeps_the_marker(tmp_path):
         assert sorted(p.name for p in run.iterdir()) == [MARKER]
     finally:
         claim.release()
+
+
+def test_overwrite_replaces_an_older_versions_run(tmp_path):
+    """Unmarked, but nothing but run files and a config.json holding train's recipe: a run of
+    a version before the marker (the notebooks' runs on an upgraded machine)."""
+    older = a_run(tmp_path / "older", marked=False)
+    (older / "config.json").write_text(json.dumps(training.get_recipe("quick").to_dict()))
+    claim = RunClaim(older, overwrite=True)
+    claim.begin()
+    claim.release()
+    assert sorted(p.name for p in older.iterdir()) == [MARKER]
 
 
 def test_resume_refuses_a_finished_run_and_takes_an_unfinished_one(tmp_path):

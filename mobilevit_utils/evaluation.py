@@ -52,7 +52,8 @@ class EvaluationReport:
     def metrics(self):
         return {
             "accuracy": self.accuracy,
-            "top5_accuracy": self.top5_accuracy,
+            # null, not NaN, where undefined: NaN is not JSON, and apps parse this file.
+            "top5_accuracy": None if np.isnan(self.top5_accuracy) else self.top5_accuracy,
             "macro_f1": self.macro_f1,
             "weighted_f1": self.weighted_f1,
             "expected_calibration_error": self.expected_calibration_error,

@@ -41,3 +41,16 @@ def test_an_unevaluated_run_says_how_to_score_it():
     text = model_card.render(metadata)
     assert "mobilevit evaluate" in text and "CIFAR-10's world" not in text
     assert model_card.essentials(metadata)["limitations"].endswith("224x224")
+
+
+def test_metrics_of_five_classes_or_fewer_are_valid_json():
+    """Top-5 is undefined with five classes or fewer: null in metrics.json, never NaN."""
+    import numpy as np
+
+    from mobilevit_utils import evaluation
+
+    y = np.array([0, 1, 2, 0])
+    probabilities = np.eye(3)[[0, 1, 1, 0]] * 0.9 + 0.1 / 3
+    report = evaluation.evaluate_predictions(y, probabilities, ["a", "b", "c"])
+    text = json.dumps(report.metrics(), allow_nan=False)  # raises on NaN
+    assert json.loads(text)["top5_accuracy"] is None

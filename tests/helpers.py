@@ -35,3 +35,27 @@ def write_image_tree(root, images, labels, class_names):
 def random_images(count, size=(32, 32), seed=0):
     """Uniform-noise RGB images (count, height, width, 3) as uint8."""
     return np.random.default_rng(seed).integers(0, 256, size=(count, *size, 3), dtype=np.uint8)
+
+
+def run_cli(capsys, *args):
+    """(exit status, stdout, stderr) of `python -m mobilevit_utils ARGS`, in this process."""
+    from mobilevit_utils import cli
+
+    capsys.readouterr()
+    try:
+        status = cli.main([str(a) for a in args])
+    except SystemExit as exit:  # argparse
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def refused(capsys, *args, says):
+    """The command exits 2 with one `error:` line, no traceback, naming every part of `says`."""
+    status, out, err = run_cli(capsys, *args)
+    assert status == 2, (out, err)
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "Traceback" not in err
+    for part in [says] if isinstance(says, str) else says:
+        assert part in err, err
+    return err

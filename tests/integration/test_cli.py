@@ -9,31 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import learnable_images, write_image_tree
+from helpers import learnable_images, refused, run_cli, write_image_tree
 from PIL import Image
 
-from mobilevit_utils import cli, data
+from mobilevit_utils import data
 
-
-def run(capsys, *args):
-    """(exit status, stdout, stderr) of `python -m mobilevit_utils ARGS`, in this process."""
-    capsys.readouterr()
-    try:
-        status = cli.main([str(a) for a in args])
-    except SystemExit as exit:  # argparse
-        status = exit.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def refused(capsys, *args, says):
-    status, out, err = run(capsys, *args)
-    assert status == 2, (out, err)
-    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
-    assert "Traceback" not in err
-    for part in [says] if isinstance(says, str) else says:
-        assert part in err, err
-    return err
+run = run_cli  # the shared helpers, under this file's names
 
 
 def refused_training(capsys, data_dir, out, says):

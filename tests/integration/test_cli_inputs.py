@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import learnable_images, random_images, write_image_tree
+from helpers import learnable_images, random_images, refused, run_cli, write_image_tree
 
 from mobilevit_utils import cli, data, errors, evaluation, inference, training
 from mobilevit_utils.cli import train as train_cli
@@ -21,24 +21,7 @@ from mobilevit_utils.cli import train as train_cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(capsys, *args):
-    """(exit status, stdout, stderr) of `python -m mobilevit_utils ARGS`, in this process."""
-    capsys.readouterr()
-    try:
-        status = cli.main([str(a) for a in args])
-    except SystemExit as exit:  # argparse
-        status = exit.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def refused(capsys, *args, says):
-    status, out, err = run(capsys, *args)
-    assert status == 2, (out, err)
-    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
-    for part in [says] if isinstance(says, str) else says:
-        assert part in err, err
-    return err
+run = run_cli  # the shared helpers, under this file's names
 
 
 def tiny_classifier(folder, classes=("airplane", "automobile"), last="dense"):

@@ -178,8 +178,10 @@ def _configure(converter, precision, calibration_images, num_calibration):
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
         samples = np.asarray(calibration_images[:num_calibration], dtype="float32")
+        ramp = _input_range_ramp(samples)
 
         def representative_dataset():
+            yield [ramp[None]]
             for image in samples:
                 yield [image[None]]
 
@@ -187,6 +189,17 @@ def _configure(converter, precision, calibration_images, num_calibration):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+
+
+def _input_range_ramp(samples):
+    """One calibration image that runs from the darkest to the brightest value an input can
+    take (0-255, or 0-1 for inputs already scaled): int8's input range is fitted to what
+    calibration shows, and photos whose brightest pixel is 229 would leave 255 outside it
+    (overflowing int8 in an app, and clipped inside the model). A ramp, unlike a white image,
+    keeps the activations inside the model ordinary."""
+    top = 255.0 if samples.max() > 1.5 else 1.0
+    ramp = np.linspace(0.0, top, samples.shape[2], dtype="float32")
+    return np.broadcast_to(ramp[None, :, None], samples.shape[1:]).copy()
 
 
 def export(
@@ -261,7 +274,7 @@ def _quantization(details):
     return {
         "scale": float(scale),
         "zero_point": int(zero_point),
-        "formula": "q = round(x / scale) + zero_point",
+        "formula": "q = clip(round(x / scale) + zero_point, -128, 127)",
     }
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from helpers import tiny_dataset
 
-from mobilevit_utils import export
+from mobilevit_utils import export, models
 
 pytest.importorskip("ai_edge_litert")
 
@@ -260,3 +260,15 @@ def test_cli_predict_reads_keras_and_tflite_alike(exported, trained_run, tmp_pat
         ]
         for kc, tc in zip(k["top"], t["top"]):
             assert abs(kc["probability"] - tc["probability"]) < 1e-3
+
+
+def test_int8_input_range_covers_every_pixel_value_whatever_the_calibration_photos(tmp_path):
+    """Calibration photos whose brightest pixel is 200 must not fit the int8 input to 0-200:
+    a 255 pixel would overflow int8 in an app and be clipped inside the model."""
+    model = models.build_mobilevit("xxs_cifar", num_classes=3)
+    dim = np.random.default_rng(0).integers(0, 200, size=(8, 32, 32, 3)).astype("uint8")
+    path = export.export(model, tmp_path, precisions=("int8",), calibration_images=dim)["int8"]
+    quantization = export.read_metadata(path)["input_quantization"]
+    scale, zero_point = quantization["scale"], quantization["zero_point"]
+    assert (-128 - zero_point) * scale <= 0.5 and (127 - zero_point) * scale >= 254.5
+    assert quantization["formula"].startswith("q = clip(")

@@ -264,4 +264,21 @@ def run(args):
         status = ("ok" if check.ok else "FAILED") + ", " + detail
         accuracy = f"{check.accuracy:.4f}" if check.accuracy is not None else ""
         print(f"{precision:<10}{check.size_kb:>10.0f}  {status:<34}{accuracy:>9}")
+    for precision in [p for p, check in checks.items() if not check.ok]:
+        print(failed_parity_advice(precision))
     print(f"written to {args.out}")
+
+
+def failed_parity_advice(precision):
+    """What a FAILED parity row means, and what to do: the file is written, but it answers
+    differently from the Keras model too often to ship."""
+    if precision == "fp32":
+        return (
+            "fp32 FAILED: its logits differ from the Keras model's beyond rounding, which "
+            "points to a conversion fault; please report it with the model."
+        )
+    return (
+        f"{precision} FAILED: its top class differs from the Keras model's on more than 5 % of "
+        "the images checked; don't ship it: ship fp16 or dynamic, or calibrate int8 on more "
+        "or more typical images (--calibration-data, --calibration-samples)."
+    )

@@ -390,3 +390,10 @@ def test_int8_export_with_one_calibration_image_per_class(project, capsys):
     )
     assert status == 0, err
     assert "validation_split" not in out + err and "int8" in out
+
+
+def test_a_failed_parity_row_says_what_to_ship_instead():
+    from mobilevit_utils.cli import export as export_command
+
+    assert "don't ship it: ship fp16 or dynamic" in export_command.failed_parity_advice("int8")
+    assert "conversion fault" in export_command.failed_parity_advice("fp32")

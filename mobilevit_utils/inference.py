@@ -23,32 +23,11 @@ from mobilevit_utils.errors import (
     ModelFileError,
     SidecarError,
 )
-from mobilevit_utils.run_files import RunMetadata
+from mobilevit_utils.run_files import RunMetadata, read_json_object
 
 
 def metadata_path(model_path):
     return Path(model_path).with_suffix(".json")
-
-
-def read_json_object(path):
-    """The JSON object (a dict) in a metadata file; a `SidecarError` naming the file when it is
-    not valid JSON or holds something else."""
-    path = Path(path)
-    try:
-        metadata = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SidecarError(
-            f"{path} is not valid JSON ({error.msg}, line {error.lineno}); restore it from the "
-            "run or export that wrote it, or delete it."
-        ) from None
-    except UnicodeDecodeError:
-        raise SidecarError(f"{path} is not a text (JSON) file; restore it or delete it.") from None
-    if not isinstance(metadata, dict):
-        raise SidecarError(
-            f"{path} holds a JSON {type(metadata).__name__}, not an object of metadata keys "
-            "(class_names, input_shape, ...); restore it or delete it."
-        )
-    return metadata
 
 
 def read_metadata(model_path):

@@ -63,6 +63,27 @@ RESIZE_MODES = {
 _SEQUENCES = ("class_names", "input_shape")  # lists in the file (and in `to_dict`)
 
 
+def read_json_object(path):
+    """The JSON object (a dict) in a metadata file; a `SidecarError` naming the file when it is
+    not valid JSON or holds something else."""
+    path = Path(path)
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SidecarError(
+            f"{path} is not valid JSON ({error.msg}, line {error.lineno}); restore it from the "
+            "run or export that wrote it, or delete it."
+        ) from None
+    except UnicodeDecodeError:
+        raise SidecarError(f"{path} is not a text (JSON) file; restore it or delete it.") from None
+    if not isinstance(metadata, dict):
+        raise SidecarError(
+            f"{path} holds a JSON {type(metadata).__name__}, not an object of metadata keys "
+            "(class_names, input_shape, ...); restore it or delete it."
+        )
+    return metadata
+
+
 @dataclasses.dataclass(frozen=True)
 class RunMetadata:
     """A run's metadata.json: what its model takes and was trained on, and how the run went.
@@ -169,24 +190,7 @@ class RunMetadata:
     def read(cls, run_dir):
         """The metadata of the run in `run_dir`: FileNotFoundError when it has none, a one-line
         `SidecarError` naming the file when it is not a JSON object."""
-        path = cls.path(run_dir)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise SidecarError(
-                f"{path} is not valid JSON ({error.msg}, line {error.lineno}); restore it from "
-                "the run that wrote it, or delete it."
-            ) from None
-        except UnicodeDecodeError:
-            raise SidecarError(
-                f"{path} is not a text (JSON) file; restore it or delete it."
-            ) from None
-        if not isinstance(data, dict):
-            raise SidecarError(
-                f"{path} holds a JSON {type(data).__name__}, not an object of metadata keys "
-                "(class_names, input_shape, ...); restore it or delete it."
-            )
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(cls.path(run_dir)))
 
     def write(self, run_dir):
         """Write metadata.json into `run_dir`, atomically."""

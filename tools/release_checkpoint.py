@@ -278,6 +278,8 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
     }
     sizes = ", ".join(f"{p} {kb:,} KB" for p, kb in shipped.items())
     accuracies = ", ".join(f"{p} {v['accuracy']:.2%}" for p, v in results["tflite"].items())
+    # metrics.json holds null for top-5 with five classes or fewer (every image is in its top 5).
+    top5 = "n/a" if ev["top5_accuracy"] is None else f"{ev['top5_accuracy']:.2%}"
     of_twin = bool(results.get("scored_by_twin"))
     files = "the twin's files, " if of_twin else ""
     rows = [
@@ -289,7 +291,7 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
         ("multiply-accumulates per image", f"{results['macs_per_image'] / 1e6:.1f} M"),
         (
             "accuracy / top-5",
-            f"**{ev['accuracy']:.2%}** / {ev['top5_accuracy']:.2%} on {ev['num_images']:,} images: {split}",
+            f"**{ev['accuracy']:.2%}** / {top5} on {ev['num_images']:,} images: {split}",
         ),
         (
             "accuracy with flip test-time augmentation",

@@ -245,6 +245,58 @@ def seed_spread(rows):
     return 100 * (max(seeds) - min(seeds)) if len(seeds) > 1 else None
 
 
+def arms(rows):
+    """{arm: {seed: validation accuracy in points}}: rows that differ only in their `-seedNN`
+    suffix are one recipe (an arm); `release-` rows are left to the levers table."""
+    grouped = {}
+    for name, row in rows.items():
+        if not name.startswith("release"):
+            arm = re.sub(r"-seed\d+$", "", name)
+            grouped.setdefault(arm, {})[int(row["seed"])] = 100 * float(row["val_accuracy"])
+    return grouped
+
+
+def arm_comparison(values, reference):
+    """Difference of the two arms' means in points, its Welch 95 % interval, and a verdict that
+    needs at least 3 seeds per arm (a training change is judged by each arm's spread)."""
+    from scipy import stats
+
+    a, b = list(values.values()), list(reference.values())
+    delta = sum(a) / len(a) - sum(b) / len(b)
+    if min(len(a), len(b)) < 3:
+        return delta, None, f"not enough runs to tell ({len(a)} and {len(b)} seeds; 3 needed)"
+    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    verdict = "helps" if low > 0 else "hurts" if high < 0 else "no difference shown"
+    return delta, (low, high), verdict
+
+
+def arm_table(rows):
+    """The arms measured with more than one seed: each seed, mean ± standard deviation, and
+    the difference from the arm it changes (`reference_of`), with a Welch interval."""
+    from statistics import mean, stdev
+
+    grouped = arms(rows)
+    lines = [
+        "| arm | seeds: val accuracy (%) | mean ± sd | vs | difference of means (95 % CI) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm, values in grouped.items():
+        if len(values) < 2:
+            continue
+        seeds = ", ".join(f"{seed}: {v:.2f}" for seed, v in sorted(values.items()))
+        spread = f"{mean(values.values()):.2f} ± {stdev(values.values()):.2f}"
+        base = reference_of(arm, grouped)
+        versus = difference = verdict = "-"
+        if base != arm and base in grouped:
+            delta, interval, verdict = arm_comparison(values, grouped[base])
+            versus = base
+            difference = f"{delta:+.2f}" + (
+                f" ({interval[0]:+.2f} to {interval[1]:+.2f})" if interval else ""
+            )
+        lines.append(f"| {arm} | {seeds} | {spread} | {versus} | {difference} | {verdict} |")
+    return "\n".join(lines)
+
+
 def read_rows(csv_path):
     if not csv_path.exists():
         return {}
@@ -342,18 +394,22 @@ def markdown_table(rows):
             f"{int(row['macs']) / 1e6:.1f} M |"
         )
     noise = (
-        f"The baseline with {len(seeds)} seeds spans {spread:.2f} points: smaller differences are noise."
+        f"The baseline's {len(seeds)} seeds span {spread:.2f} points: a one-seed difference "
+        "smaller than that is noise, and a larger one is a lead until its arm has 3 seeds (below)."
         if spread is not None
         else "Only one seed of the baseline has finished, so the noise is not measured yet."
     )
-    return "\n".join(lines) + (
-        "\n\nEvery run: the `cpu` recipe on the same 45,000/5,000 split, one change each, for "
+    return (
+        "\n".join(lines)
+        + "\n\nEvery run: the `cpu` recipe on the same 45,000/5,000 split, one change each, for "
         "12 epochs, or, for the equal-time rows, as many as the baseline's 12 take at the "
         "layout's measured speed (benchmarks/results/layouts_train_throughput.txt); `release-` "
         "rows change the released recipe and are compared with it (the release's twin, on the same "
-        "split) in the levers table. "
-        f"{noise} Fit times include validation and were measured while other work shared the "
-        "two cores."
+        f"split) in the levers table. {noise} Fit times include validation and were measured "
+        "while other work shared the two cores."
+        + "\n\nArms run with several seeds: each arm's spread judges a training change (Welch's "
+        "t interval, `scipy.stats.ttest_ind`; a verdict needs 3 seeds per arm).\n\n"
+        + arm_table(rows)
     )
 
 

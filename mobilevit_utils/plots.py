@@ -18,14 +18,13 @@ def set_style():
 
 
 def finish(fig, name, folder="figures", show=True):
-    """Save `fig` as `<artifacts>/<folder>/<name>.png`, show it (in notebooks), return the path."""
-    path = artifacts_dir(folder) / f"{name}.png"
-    fig.savefig(path)
+    """Save `fig` as `<artifacts>/<folder>/<name>.png` and show it (in notebooks). Returns
+    nothing, so that a notebook cell ending with it shows the figure and no machine path."""
+    fig.savefig(artifacts_dir(folder) / f"{name}.png")
     if show and "inline" in matplotlib.get_backend():
         plt.show()
     else:
         plt.close(fig)
-    return path
 
 
 def image_grid(images, titles=None, ncols=8, size=1.4, cmap=None, suptitle=None):
@@ -410,35 +409,36 @@ def _si(number):
     return f"{number:.0f}"
 
 
-def _box_height(shape):
-    """Grows with the log of the map's side (a vector: 1)."""
-    return 1.2 + 0.6 * np.log2(shape[0] if len(shape) == 3 else 1)
+def _box_width(shape):
+    """Grows with the log of the map's side (a vector: 1); wide enough for the shape's text."""
+    return 1.9 + 0.28 * np.log2(shape[0] if len(shape) == 3 else 1)
 
 
 def _describe_stage(key, members):
-    """(role, text) of one stage's layers. The role (`BlockKind.role` of its layers' kind, or
-    "head") picks the colour; an attention stage is named by its kind's `label`."""
+    """(role, text) of one stage's layers, in lines of at most ~34 characters. The role
+    (`BlockKind.role` of its layers' kind, or "head") picks the colour; an attention stage is
+    named by its kind's `label`."""
     from mobilevit_utils import block_kinds
 
     if key == "head":
-        return "head", "average pool\ndropout\ndense"
+        return "head", "average pool, dropout, dense"
     first = members[0]
     kinds = [block_kinds.block_kind_of(layer) for layer in members]
     for block, kind in zip(members, kinds):
         if kind is not None and kind.role == "attention":
-            text = f"inverted residual\nstride {first.strides}\n+ {kind.label or kind.name}"
+            text = f"inverted residual, stride {first.strides}\n+ {kind.label or kind.name}"
             if hasattr(block, "num_transformer_layers"):  # a MobileViTBlockBase
                 text += (
-                    f"\n{block.num_transformer_layers} transformer\nlayers, "
-                    f"d={block.embedding_dim}\n{block.patch_size}x{block.patch_size} patches"
+                    f": {block.num_transformer_layers} layers,\n"
+                    f"d={block.embedding_dim}, {block.patch_size}x{block.patch_size} patches"
                 )
             return "attention", text
     if kinds[0] is not None and kinds[0].role == "conv":
         size = f"{first.kernel_size}x{first.kernel_size} conv"
-        return "conv", f"{size}\nstride {first.strides}" if key == "stem" else size
+        return "conv", f"{size}, stride {first.strides}" if key == "stem" else size
     plural = "s" if len(members) > 1 else ""
     then = ", then 1" if plural and first.strides > 1 else ""
-    return "mv2", f"{len(members)} inverted\nresidual{plural}\nstride {first.strides}{then}"
+    return "mv2", f"{len(members)} inverted residual{plural},\nstride {first.strides}{then}"
 
 
 def _architecture_stages(model):
@@ -464,43 +464,48 @@ def _architecture_stages(model):
 _ROLE_COLOURS = {"input": "0.85", "conv": "C0", "mv2": "C1", "attention": "C2", "head": "C3"}
 
 
-def _draw_stage(ax, i, stage, width, gap):
-    """Stage `i`'s box, its name above, its shape and costs below, an arrow from the last."""
+# Columns of the architecture figure, in data units (one unit is 0.58 inch at 7.2 inches wide).
+_NAME_X, _BOX_X, _TEXT_X, _COST_X, _ROW = 0.0, 3.2, 5.2, 12.4, 1.25
+
+
+def _draw_stage(ax, i, stage):
+    """Row `i`: the stage's name, a box as wide as its map (its output shape inside), what it
+    is, its parameters and MACs, and an arrow from the row above."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     name, role, text, shape, cost = stage
-    x, height = i * (width + gap), _box_height(shape)
+    y, width = -i * _ROW, _box_width(shape)
     ax.add_patch(
         FancyBboxPatch(
-            (x, -height / 2),
+            (_BOX_X - width / 2, y - 0.4),
             width,
-            height,
-            boxstyle="round,pad=0.02,rounding_size=0.08",
+            0.8,
+            boxstyle="round,pad=0.02,rounding_size=0.12",
             facecolor=_ROLE_COLOURS[role],
             alpha=0.35,
             edgecolor="0.3",
         )
     )
-    ax.text(x + width / 2, height / 2 + 0.15, name, ha="center", va="bottom", weight="bold")
-    ax.text(x + width / 2, 0, text, ha="center", va="center", fontsize=8, linespacing=1.2)
-    below = str(shape) + (f"\n{_si(cost[0])} params\n{_si(cost[1])} MACs" if cost else "")
-    ax.text(x + width / 2, -height / 2 - 0.15, below, ha="center", va="top", fontsize=8)
+    ax.text(_NAME_X, y, name, ha="left", va="center", weight="bold")
+    ax.text(_BOX_X, y, str(shape), ha="center", va="center")
+    ax.text(_TEXT_X, y, text, ha="left", va="center", linespacing=1.15)
+    if cost:
+        costs = f"{_si(cost[0])} params\n{_si(cost[1])} MACs"
+        ax.text(_COST_X, y, costs, ha="right", va="center", linespacing=1.15)
     if i:
         arrow = FancyArrowPatch(
-            (x - gap + 0.03, 0),
-            (x - 0.03, 0),
-            arrowstyle="-|>",
-            mutation_scale=18,
-            lw=1.5,
-            color="0.3",
+            (_BOX_X, y + _ROW - 0.42), (_BOX_X, y + 0.42), arrowstyle="-|>", mutation_scale=14
         )
+        arrow.set_color("0.3")
         ax.add_patch(arrow)
 
 
 def architecture_figure(model, num_classes=10, title=None):
-    """A MobileViT drawn stage by stage, left to right: stem -> inverted residuals -> MobileViT
-    blocks -> head. Each box names its blocks, grows with its feature map's side (log scale),
-    and carries the tensor shape it outputs, its parameters and its MACs per image.
+    """A MobileViT drawn stage by stage, top to bottom: stem -> inverted residuals -> MobileViT
+    blocks -> head. Each row names the stage; its box grows with the feature map's side (log
+    scale) and holds the tensor shape it outputs; then what the stage is, its parameters and
+    its MACs per image. Drawn narrow and tall, with 10.5-point text, to be read at a page's or
+    a phone's width.
 
     `model`: a model made by `models.build_mobilevit` (its input size known), or a variant (a
     name or `MobileViTConfig`), built here with `num_classes` outputs at its default input.
@@ -512,14 +517,13 @@ def architecture_figure(model, num_classes=10, title=None):
     if not isinstance(model, keras.Model):
         model = models.build_mobilevit(model, num_classes=num_classes)
     stages = _architecture_stages(model)
-    width, gap = 1.5, 0.45
-    fig, ax = plt.subplots(figsize=(1.05 * (width + gap) * len(stages), 4.6))
-    for i, stage in enumerate(stages):
-        _draw_stage(ax, i, stage, width, gap)
-    tallest = max(_box_height(stage[3]) for stage in stages)
-    ax.set_xlim(-0.1, len(stages) * (width + gap) - gap + 0.1)
-    ax.set_ylim(-tallest / 2 - 1.4, tallest / 2 + 0.7)
-    ax.axis("off")
-    ax.set_title(title or f"{model.name}: box height grows with the feature map's side (log scale)")
-    fig.tight_layout()
+    with plt.rc_context({"font.size": 10.5}):
+        fig, ax = plt.subplots(figsize=(7.2, 0.75 * len(stages) + 0.6))
+        for i, stage in enumerate(stages):
+            _draw_stage(ax, i, stage)
+        ax.set_xlim(-0.1, _COST_X + 0.1)
+        ax.set_ylim(-(len(stages) - 1) * _ROW - 0.6, 0.6)
+        ax.axis("off")
+        ax.set_title(title or f"{model.name}: box width grows with the map's side (log scale)")
+        fig.tight_layout()
     return fig

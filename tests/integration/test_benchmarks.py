@@ -194,3 +194,33 @@ def test_levers_read_the_current_release():
     release = presets.PRESETS[training.RELEASED_PRESET]
     assert levers.RELEASE == ROOT / release.checkpoint
     assert levers.RELEASE_TWIN == ROOT / presets.PRESETS[release.twin].checkpoint
+
+
+def test_arms_judge_a_training_change_by_each_arms_spread():
+    """Seeds of one recipe form an arm; a change is judged by Welch's interval over the arms,
+    and only with 3 seeds on each side."""
+
+    def row(seed, accuracy):
+        return {"seed": str(seed), "val_accuracy": str(accuracy)}
+
+    rows = {"baseline": row(42, 0.80), "baseline-seed43": row(43, 0.81)}
+    rows |= {"baseline-seed44": row(44, 0.82), "ema": row(42, 0.84), "ema-seed43": row(43, 0.85)}
+    grouped = ablations.arms(rows)
+    assert grouped["ema"] == pytest.approx({42: 84.0, 43: 85.0})
+    assert (
+        "not enough runs to tell"
+        in ablations.arm_comparison(grouped["ema"], grouped["baseline"])[2]
+    )
+
+    grouped["ema"][44] = 86.0
+    delta, (low, high), verdict = ablations.arm_comparison(grouped["ema"], grouped["baseline"])
+    # By hand: both sds 1, standard error sqrt(1/3 + 1/3), Welch's df 4, t(0.975, 4) = 2.7764.
+    half = 2.7764 * (2 / 3) ** 0.5
+    assert delta == pytest.approx(4.0)
+    assert (low, high) == pytest.approx((4.0 - half, 4.0 + half), abs=1e-3)
+    assert verdict == "helps"
+    rows["ema-seed44"] = row(44, 0.86)
+    assert (
+        "| ema | 42: 84.00, 43: 85.00, 44: 86.00 | 85.00 ± 1.00 | baseline |"
+        in ablations.arm_table(rows)
+    )

@@ -33,3 +33,13 @@ def test_architecture_figure_builds_a_variant_name():
     assert "final conv" not in text  # v2 has no final 1x1 conv
     assert any(t.startswith("(4, 4, 256)") for t in text)
     plt.close(fig)
+
+
+def test_architecture_figure_reads_at_a_page_width():
+    """At the site's 584-pixel content width every label is at least 11 pixels tall (the wide
+    left-to-right drawing it replaced shrank its labels to about 4 pixels)."""
+    fig = plots.architecture_figure("xxs_cifar", num_classes=10)
+    width_inches = fig.get_size_inches()[0]
+    smallest = min(text.get_fontsize() for ax in fig.axes for text in ax.texts)
+    assert smallest / 72 * 584 / width_inches >= 11
+    plt.close(fig)

@@ -91,14 +91,26 @@ def repository_file(relative, repo_url, branch="main"):
     return Path(keras.utils.get_file(Path(relative).name, origin))
 
 
+def _relative(path):
+    """`path` relative to the repository, else to the working directory; None if in neither."""
+    for base in (project_root(), Path.cwd().resolve()):
+        if base is not None and path.is_relative_to(base):
+            return path.relative_to(base).as_posix() or "."
+    return None
+
+
 def display_path(path):
     """`path` as committed files record it: relative to the repository (or the working
     directory) when inside it, so no machine's absolute paths end up in results."""
     path = Path(path).resolve()
-    for base in (project_root(), Path.cwd().resolve()):
-        if base is not None and path.is_relative_to(base):
-            return path.relative_to(base).as_posix() or "."
-    return path.name
+    return _relative(path) or path.name
+
+
+def readable_path(path):
+    """`path` for a message: relative where `display_path` makes it so (a notebook's output
+    then shows no machine's absolute path), else in full, so that it can be found."""
+    path = Path(path).resolve()
+    return _relative(path) or str(path)
 
 
 def data_dir():

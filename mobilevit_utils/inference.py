@@ -223,7 +223,8 @@ def load_classifier(path):
     path = Path(path)
     if not path.exists():
         raise MissingInputError(
-            f"No model at {path}; train one (notebook 03) or pass another path."
+            f"No model at {path}; train one (`mobilevit train --data-dir IMAGES --out RUN` "
+            "writes RUN/model.keras) or pass another path."
         )
     if path.suffix == ".tflite":
         return _load_tflite(path)
@@ -364,13 +365,14 @@ def find_images(arguments):
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(
+            files = sorted(
                 f
                 for f in path.rglob("*")
-                if f.suffix.lower() in data_lib.IMAGE_EXTENSIONS
-                and not f.is_dir()
+                if not f.is_dir()
                 and not any(part.startswith(".") for part in f.relative_to(path).parts)
             )
+            found = [f for f in files if f.suffix.lower() in data_lib.IMAGE_EXTENSIONS]
+            data_lib.report_unread(files)  # HEIC, raw...: counted in one line, not dropped silently
             if not found:
                 problems.append(f"{path}: no image files (extensions {data_lib.IMAGE_EXTENSIONS})")
             paths.extend(found)

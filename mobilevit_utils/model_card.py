@@ -33,6 +33,10 @@ def _count(number):
     return "?" if number is None else f"{number:,}"
 
 
+# The caveat of a score measured on the validation split that chose the run's best epoch.
+BEST_EPOCH_CAVEAT = "its best epoch was chosen on these images, so the figure reads slightly high"
+
+
 def validation_scores(metadata):
     """The evaluation a run's own validation gives (its best epoch's accuracy on the images it
     held out), as `render` takes it; None for a final fit or a run without one."""
@@ -42,8 +46,7 @@ def validation_scores(metadata):
     return {
         "accuracy": metadata.best_val_accuracy,
         "num_images": metadata.val_images,
-        "source": "the validation split training held out; its best epoch was chosen on these "
-        "images, so the figure reads slightly high",
+        "source": f"the validation split training held out; {BEST_EPOCH_CAVEAT}",
     }
 
 

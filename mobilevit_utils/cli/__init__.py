@@ -10,6 +10,7 @@ command; `common` holds what they share.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from mobilevit_utils.cli import evaluate, export, predict, train
 from mobilevit_utils.cli.common import EXIT_USAGE, CLIError, OneLineParser, run_handler
@@ -22,14 +23,22 @@ __all__ = [
     "OneLineParser",
     "build_parser",
     "main",
+    "program_name",
     "train_command",
     "train_overrides",
 ]
 
 
+def program_name():
+    """How the user ran this: `mobilevit` (the installed command) or `python -m mobilevit_utils`,
+    so that usage lines and errors name what they typed."""
+    invoked = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else ""  # mobilevit.exe too
+    return "mobilevit" if invoked == "mobilevit" else "python -m mobilevit_utils"
+
+
 def build_parser():
     parser = OneLineParser(
-        prog="python -m mobilevit_utils",
+        prog=program_name(),
         description="MobileViT for Keras 3: train, evaluate, predict and export image classifiers.",
         epilog="Set KERAS_BACKEND=jax|torch|tensorflow to choose the backend.",
     )

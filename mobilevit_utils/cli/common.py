@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -73,17 +74,61 @@ def run_handler(args):
 # Flags and checks shared by several commands
 
 
-def add_skip_flag(parser):
+def add_skip_flag(parser, follows_run=False):
+    """--skip-bad-images; `follows_run`: the command reads a run's images, and without the flag
+    does as the run did (`on_error`)."""
     parser.add_argument(
         "--skip-bad-images",
         action="store_true",
         help="leave out image files that cannot be read (each named in one line) instead of "
-        "stopping",
+        "stopping"
+        + (
+            "; on by itself when reading the training folder of a run that train ran with it"
+            if follows_run
+            else ""
+        ),
     )
 
 
-def on_error(args):
-    return "skip" if getattr(args, "skip_bad_images", False) else "raise"
+def on_error(args, metadata=None, folder=None):
+    """`"skip"` (leave out unreadable images) with --skip-bad-images, or when `folder` (a data
+    flag's value; None: $MOBILEVIT_DATA_DIR) is the training folder of a run that skipped them
+    (its `metadata`): its images are then read as training read them. Else "raise"."""
+    if getattr(args, "skip_bad_images", False):
+        return "skip"
+    if metadata is not None and trained_skipping(metadata) and is_training_folder(metadata, folder):
+        return "skip"
+    return "raise"
+
+
+def trained_skipping(metadata):
+    """Whether a run left out unreadable images: --skip-bad-images in the command its metadata
+    records."""
+    from mobilevit_utils.run_files import RunMetadata
+
+    command = RunMetadata.from_dict(metadata).command or ""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # a command edited by hand: its words as written
+        words = command.split()
+    return "--skip-bad-images" in words
+
+
+def is_training_folder(metadata, folder):
+    """Whether the data `folder` (None: $MOBILEVIT_DATA_DIR) is the one the run trained on (its
+    metadata's `data_dir`), whichever way it is written (relative, through a link)."""
+    from mobilevit_utils import data
+    from mobilevit_utils.environment import DATA_ENV
+    from mobilevit_utils.run_files import RunMetadata
+
+    recorded = RunMetadata.from_dict(metadata).data_dir
+    folder = folder or os.environ.get(DATA_ENV)
+    if not recorded or not folder:
+        return False
+    try:
+        return Path(data.resolve_local_root(folder)).resolve() == Path(recorded).resolve()
+    except data.DataError:  # the loader says what is wrong with it
+        return False
 
 
 def check_positive(name, value, minimum=1):

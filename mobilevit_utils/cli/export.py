@@ -36,7 +36,9 @@ def add_parser(sub):
         "--quantization",
         default="all",
         choices=[*PRECISIONS, "all"],
-        help="precision to export (default: all four)",
+        help="precision to export: fp32 (full precision), fp16 (about half the size), dynamic "
+        "(int8 weights, float activations: about a third), int8 (int8 weights and activations, "
+        "calibrated on images: for integer-only accelerators) or all (default: all four)",
     )
     p.add_argument(
         "--out", required=True, help="output folder for .tflite files and their .json metadata"
@@ -52,7 +54,14 @@ def add_parser(sub):
         "images the model was trained on (the training split of the folder its run's "
         "metadata.json names); nothing is ever downloaded",
     )
-    p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES)
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=DEFAULT_CALIBRATION_SAMPLES,
+        metavar="N",
+        help="images int8 calibration measures the activations' ranges on (more: slower "
+        "export, ranges closer to typical photos); default %(default)s",
+    )
     p.add_argument(
         "--eval-data",
         help="image folder to report accuracy on (its test/ split, else the "
@@ -65,7 +74,7 @@ def add_parser(sub):
     p.add_argument(
         "--overwrite", action="store_true", help="replace .tflite models already in --out"
     )
-    add_skip_flag(p)
+    add_skip_flag(p, follows_run=True)
     p.set_defaults(handler=run)
 
 
@@ -113,7 +122,7 @@ def calibration_images(args, metadata, image_size):
             validation_split=0,
             image_size=image_size,
             max_per_class=max(1, args.calibration_samples // 2),
-            on_error=on_error(args),
+            on_error=on_error(args, metadata, args.calibration_data),
             **RunMetadata.from_dict(metadata).resize_options,
         )
     except data_lib.DataUnavailableError:
@@ -185,7 +194,8 @@ def training_images(args, metadata):
                 run.validation_split, run.seed, run.max_per_class
             ).x_train
         else:
-            images = evaluation.training_dataset(run, folder, on_error(args)).x_train
+            skip = on_error(args, metadata, folder)  # as training read them
+            images = evaluation.training_dataset(run, folder, skip).x_train
     except (data_lib.DataError, ValueError) as error:
         where = folder or "CIFAR-10"
         raise CLIError(f"int8 calibration on the training images of {where}: {error}") from None
@@ -197,13 +207,15 @@ def training_images(args, metadata):
     return sample
 
 
-# What an app does to a photo before the model sees it, as training did (`RunMetadata.resize_mode`).
+# What an app does to a photo before the model sees it, as training did (`RunMetadata.resize_mode`),
+# with the interpolation training resized with (`data.INTERPOLATION`).
 RESIZE_STEPS = {
-    "stretch": "resize the whole image to {height}x{width} (height x width), stretching it",
+    "stretch": "resize the whole image to {height}x{width} (height x width), stretching it, "
+    "{interpolation}",
     "crop": "crop the largest centred window of {height}:{width} proportions, then resize it to "
-    "{height}x{width} (height x width)",
+    "{height}x{width} (height x width), {interpolation}",
     "pad": "resize the whole image to fit {height}x{width} (height x width), keeping its "
-    "proportions, and fill the rest with black",
+    "proportions, {interpolation}, and fill the rest with black",
 }
 
 
@@ -212,13 +224,16 @@ def sidecar_extras(name, metadata, evaluation=None):
     fitted to the input (as training did), and the model card's essentials (scored by
     `evaluation`, default the run's own validation)."""
     from mobilevit_utils import model_card
+    from mobilevit_utils.data import INTERPOLATION
     from mobilevit_utils.run_files import RunMetadata
 
     run = RunMetadata.from_dict(metadata)
     height, width = run.image_size
+    steps = RESIZE_STEPS[run.resize_mode]
     return {
         "name": name,
-        "resize": RESIZE_STEPS[run.resize_mode].format(height=height, width=width),
+        "resize": steps.format(height=height, width=width, interpolation=INTERPOLATION),
+        "interpolation": INTERPOLATION,
         **run.resize_options,
         "model_card": model_card.essentials(run, evaluation or model_card.validation_scores(run)),
     }
@@ -237,7 +252,7 @@ def run(args):
     eval_data = None
     if args.eval_data:  # before writing anything: a problem with it refuses the whole command
         (x, y, names, _), split = evaluation.held_out_data(
-            metadata, args.eval_data, on_error=on_error(args)
+            metadata, args.eval_data, on_error=on_error(args, metadata, args.eval_data)
         )
         eval_data = (x, y, names)
     checks = export.export_and_check(

@@ -29,15 +29,23 @@ from mobilevit_utils.cli.common import (
 FLAG_ALIASES = {"learning_rate": "--lr"}
 METAVARS = {"init_from": "SOURCE"}
 NOT_FLAGS = ("name",)  # --preset chooses the recipe
+DEFAULT_PRESET = "cpu"
+CIFAR10_DOWNLOAD = "keras.datasets.cifar10"  # the source a run on CIFAR-10's download records
 
 # Help of the recipe flags. Those up to "head_epochs" are listed first in --help (what most
 # runs change); the others, and fields missing here, under "more recipe fields".
 HELP = {
-    "model": "variant (fine-tuning keeps the layout of the --init-from model)",
+    "model": "the network: xxs, xs, s (MobileViT v1, small to large, for photos), v2_050 to "
+    "v2_200 (MobileViT v2 at widths 0.5-2.0), xxs_cifar, v2_050_cifar, v2_075_cifar (laid out "
+    "for 32x32 images); the other xxs_cifar_* are ablations (benchmarks/README.md); "
+    "fine-tuning keeps the layout of the --init-from model",
     "epochs": "number of epochs",
     "batch_size": "images per step",
     "learning_rate": "peak learning rate, reached after the warm-up",
-    "augmentation": "augmentation policy",
+    "augmentation": "random changes to training images: none; light (mirror and shifts of up "
+    "to 4 pixels); shift (no mirror: digits, text); medium (also rotation, zoom, colour); strong "
+    "(medium and CutMix); mixup, cutmix (blend image pairs); light_* are ablations "
+    "(benchmarks/README.md)",
     "label_smoothing": "label smoothing",
     "class_weight": "balanced: weigh each class's loss inversely to its number of images "
     "(imbalanced data)",
@@ -240,17 +248,20 @@ def add_parser(sub):
     p.add_argument(
         "--preset",
         "--recipe",
-        default="cpu",
+        default=None,
         choices=sorted(training.RECIPES),
-        help="recipe: quick (seconds, CI), cpu (<= 2 h on 2 cores), gpu (full recipe), "
-        "finetune (a trained model on your own images); default %(default)s",
+        help="recipe: quick (a tiny check, seconds), cpu (64 epochs: 144 min of fit on "
+        "CIFAR-10's 50,000 images on 2 CPU cores, the released model's run; more or larger "
+        "images take longer), gpu (the full 200-epoch recipe, "
+        "for a GPU), finetune (start from a trained model, for your own images); default "
+        f"{DEFAULT_PRESET}; with --resume, the run's own",
     )
     p.add_argument(
         "--data-dir",
         default=None,
         help="dataset folder (<class>/*.jpg or train/<class>/*.jpg, subfolders included; or the "
-        "CIFAR-10 JPEG archive); "
-        "default $MOBILEVIT_DATA_DIR, else download CIFAR-10",
+        "CIFAR-10 JPEG archive); default $MOBILEVIT_DATA_DIR, else download CIFAR-10; with "
+        "--resume, the run's own folder",
     )
     p.add_argument("--out", required=True, help="run folder for checkpoint, history and metadata")
     p.add_argument(
@@ -267,8 +278,9 @@ def add_parser(sub):
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last finished epoch (with the data and recipe "
-        "it was started with: another is refused)",
+        help="continue the run in --out from its last finished epoch, with the data folder, "
+        "recipe, --image-size and --skip-bad-images it was started with (other data or "
+        "another recipe is refused)",
     )
     p.add_argument(
         "--overwrite",
@@ -369,11 +381,69 @@ def reproducing_command(args, config):
     return command
 
 
+def recorded_folder(out, recorded):
+    """The data folder a run to resume was started on (None: CIFAR-10's download). Refused in
+    one line when it is gone or, for a run of an older version, not found from here: never a
+    download in its place."""
+    from mobilevit_utils import environment
+
+    folder, source = recorded.get("data_dir"), recorded["data"].get("source")
+    if folder:
+        if Path(folder).is_dir():
+            return folder
+        raise CLIError(
+            f"--resume: {out} was started on {folder}, which is gone; pass --data-dir with the "
+            "same images"
+        )
+    if "data_dir" in recorded or source in (None, CIFAR10_DOWNLOAD):
+        return None
+    for base in (environment.project_root(), Path.cwd()):  # an older run: its display path
+        if base is not None and (base / source).is_dir():
+            return str(base / source)
+    raise CLIError(
+        f"--resume: {out} was started on {source}, which is not found from here; pass "
+        "--data-dir with the same images"
+    )
+
+
+def resumed_recipe(args):
+    """With --resume of an unfinished run: what it was started with, for what the command
+    leaves out (its data folder, --image-size, --skip-bad-images, set in `args`); returns its
+    recipe (None: not a resume, the preset's). Another --preset is refused in one line."""
+    from mobilevit_utils import training
+
+    recorded = training.recorded_start(args.out) if args.resume else None
+    if recorded is None:
+        return None
+    recipe = recorded["recipe"]
+    name = recipe.get("name")
+    if name not in training.RECIPES or (args.preset and args.preset != name):
+        raise CLIError(
+            f"--resume: {args.out} was started with the {name} recipe, not "
+            f"{args.preset or DEFAULT_PRESET}; resume it with the same recipe (--preset {name}), "
+            "or start a new run (--overwrite, or another output folder)"
+            if name in training.RECIPES
+            else f"--resume: {args.out} was started from Python with a custom recipe; resume it "
+            "there (training.train(..., resume=True))"
+        )
+    if not args.data_dir:
+        args.data_dir = recorded_folder(args.out, recorded)
+    if args.image_size is None and recorded.get("image_size"):
+        args.image_size = list(recorded["image_size"])
+    args.skip_bad_images = args.skip_bad_images or recorded.get("on_error") == "skip"
+    preset = training.get_recipe(name)
+    fields = {field.name for field in dataclasses.fields(training.TrainConfig)}
+    config = dataclasses.replace(preset, **{k: v for k, v in recipe.items() if k in fields})
+    # Recorded as resolved: the fine-tuned model's layout, which train resolves again.
+    return dataclasses.replace(config, model=preset.model) if config.init_from else config
+
+
 def run(args):
     from mobilevit_utils import training
 
+    base = resumed_recipe(args) or training.get_recipe(args.preset or DEFAULT_PRESET)
     overrides = train_overrides(args)
-    config = dataclasses.replace(training.get_recipe(args.preset), **overrides)
+    config = dataclasses.replace(base, **overrides)
     check_recipe(config, overrides)
     if args.image_size and min(args.image_size) < 32:  # the model's smallest input
         raise CLIError(
@@ -381,7 +451,7 @@ def run(args):
         )
     check_paths(args)
     result = training.train(
-        args.preset,
+        config,
         run_dir=args.out,
         data_dir=args.data_dir,
         resume=args.resume,
@@ -389,7 +459,6 @@ def run(args):
         image_size=tuple(args.image_size) if args.image_size else None,
         on_error=on_error(args),
         command=reproducing_command(args, config),
-        **overrides,
     )
     print(f"best checkpoint: {result['checkpoint']}")
     print(f"model card: {result['card']}")

@@ -13,7 +13,7 @@ What it does to a file, in order:
   dropping the alpha channel instead would show whatever colour the transparent pixels hold,
   often black;
 - converts every other mode (palette, CMYK, greyscale, 1-bit, YCbCr...) to RGB;
-- resizes to `image_size` when given: stretched (the default), or without distortion with
+- resizes to `image_size` when given (bilinear, `INTERPOLATION`): stretched (the default), or without distortion with
   Keras' `crop_to_aspect_ratio` (the largest centred window of the target shape) or
   `pad_to_aspect_ratio` (the whole image, black bars), as `image_dataset_from_directory`.
 """
@@ -29,12 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from mobilevit_utils.data.errors import BadImageError, DataError
+from mobilevit_utils.data.folders import UNREAD_EXTENSIONS
 
 LOG = logging.getLogger("mobilevit_utils.data")
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 PAD_VALUE = (0, 0, 0)  # pad_to_aspect_ratio's bars, black like tf.image.resize_with_pad
 _WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# How every resize samples the image (Keras' default too); exported sidecars record it, so that
+# an app resizes photos as training did.
+INTERPOLATION = "bilinear"
 
 
 class _UnsupportedModeError(ValueError):
@@ -100,8 +104,8 @@ def to_rgb(image):
 
 
 def resize_image(image, image_size, crop_to_aspect_ratio=False, pad_to_aspect_ratio=False):
-    """A PIL RGB image resized (bilinear) to `image_size=(height, width)`: stretched, or with
-    the aspect ratio kept by cropping the centre or padding (Keras' conventions)."""
+    """A PIL RGB image resized (`INTERPOLATION`) to `image_size=(height, width)`: stretched, or
+    with the aspect ratio kept by cropping the centre or padding (Keras' conventions)."""
     from PIL import Image
 
     _check_aspect(crop_to_aspect_ratio, pad_to_aspect_ratio)
@@ -139,6 +143,8 @@ def _what_is_wrong(path, error):
         return "cannot be read (permission denied)"
     if isinstance(error, _UnsupportedModeError):
         return f"has colour mode {error}, which cannot be converted to RGB here"
+    if path.suffix.lower() in UNREAD_EXTENSIONS:
+        return f"is {path.suffix[1:].upper()}, a format this tool does not read; convert it to JPEG or PNG"
     if "cannot identify image file" in str(error):
         return "is not an image that Pillow can read (not JPEG, PNG, BMP, GIF...), or is damaged"
     return f"is damaged or truncated ({error.__class__.__name__}: {str(error)[:80]})"

@@ -9,6 +9,7 @@ cat), names starting with a dot ignored. A dataset may add a level of split fold
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tarfile
@@ -22,9 +23,55 @@ from mobilevit_utils.data.errors import DataError
 from mobilevit_utils.environment import DATA_ENV
 from mobilevit_utils.environment import data_dir as default_data_dir
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def _pillow_reads(feature):
+    """Whether this Pillow was built with `feature` (webp, avif): wheels usually are."""
+    from PIL import features
+
+    try:
+        return bool(features.check(feature))
+    except Exception:  # an unknown feature name in an older Pillow
+        return False
+
+
+# The extensions read as images: what `decode.read_image` (Pillow) decodes. WebP and AVIF
+# need Pillow's optional codecs, so they are listed only where this Pillow has them.
+_OPTIONAL = {".webp": "webp", ".avif": "avif"}
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    *(suffix for suffix, feature in _OPTIONAL.items() if _pillow_reads(feature)),
+)
+# Photo formats this tool cannot decode: counted and named in one line, never silently left
+# out (HEIC is the iPhone's default; camera raw files need a raw converter).
+UNREAD_EXTENSIONS = tuple(
+    suffix
+    for suffix in (
+        ".heic",
+        ".heif",
+        ".jxl",
+        ".svg",
+        ".dng",
+        ".raw",
+        ".cr2",
+        ".cr3",
+        ".nef",
+        ".arw",
+        ".orf",
+        ".rw2",
+        *_OPTIONAL,
+    )
+    if suffix not in IMAGE_EXTENSIONS
+)
 SPLITS = ("train", "val", "test")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+LOG = logging.getLogger("mobilevit_utils.data")
 
 
 def _hidden(path):
@@ -39,6 +86,28 @@ def _is_image_name(name):
     return name.lower().endswith(IMAGE_EXTENSIONS) and not _hidden(name)
 
 
+def _is_unread_image_name(name):
+    return name.lower().endswith(UNREAD_EXTENSIONS) and not _hidden(name)
+
+
+def report_unread(files):
+    """Say in one line (a warning) how many files of `files` are photos this tool cannot read,
+    naming their formats and the first few; returns them. Files of other kinds (notes, CSVs)
+    are not images and pass unmentioned."""
+    unread = [Path(f) for f in files if _is_unread_image_name(Path(f).name)]
+    if unread:
+        formats = ", ".join(sorted({f.suffix.lower() for f in unread}))
+        shown = ", ".join(str(f) for f in unread[:3]) + (", ..." if len(unread) > 3 else "")
+        LOG.warning(
+            "skipped %d file(s) that are not images this tool reads (%s): %s; convert them to "
+            "JPEG or PNG to use them",
+            len(unread),
+            formats,
+            shown,
+        )
+    return unread
+
+
 def iter_image_files(folder, recursive=True):
     """Image files in `folder` (and, when `recursive`, its subfolders, hidden ones left out),
     in Keras' order: each folder's files sorted by name, folders sorted by path. Symbolic links
@@ -48,12 +117,17 @@ def iter_image_files(folder, recursive=True):
             f for f in Path(folder).iterdir() if _is_image_name(f.name) and not f.is_dir()
         )
         return
+    yield from (path for path in iter_files(folder) if _is_image_name(path.name))
+
+
+def iter_files(folder):
+    """Every file under `folder` (hidden ones left out), in `iter_image_files`' order."""
     walk = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not _hidden(d)]
         walk.append((root, files))
     for root, files in sorted(walk, key=lambda entry: entry[0]):
-        yield from (Path(root) / name for name in sorted(files) if _is_image_name(name))
+        yield from (Path(root) / name for name in sorted(files))
 
 
 def _image_files(folder, recursive=True):
@@ -190,8 +264,12 @@ def _check_class_folders(root, folders, class_names):
     if class_names is None:
         empty = [name for name in folders if not _has_images(root / name)]
         if empty:
+            unread = {
+                f.suffix.lower() for f in iter_files(root / empty[0]) if _is_unread_image_name(f.name)
+            }
             raise DataError(
                 f"Class folder {root / empty[0]} holds no images"
+                + (f" this tool reads (only {', '.join(sorted(unread))})" if unread else "")
                 + (f" (nor do {empty[1:]})" if len(empty) > 1 else "")
                 + f"; add images (extensions {', '.join(IMAGE_EXTENSIONS)}) or remove it."
             )
@@ -208,7 +286,8 @@ def _check_class_folders(root, folders, class_names):
 def list_image_folder(root, class_names=None):
     """(paths, labels, class_names) of `root/<class>/**`, classes sorted by name and images
     found recursively, like Keras' `image_dataset_from_directory`. Files that are not images
-    by extension are ignored. With `class_names`, folder names must be among them (labels
+    by extension are ignored; photos in a format this tool cannot read (HEIC, raw) are counted
+    in one warning (`report_unread`). With `class_names`, folder names must be among them (labels
     follow their order). Hidden files and folders (names starting with a dot) are ignored;
     without `class_names`, a class folder with no images is refused (it would be a class the
     model can never learn)."""
@@ -216,14 +295,17 @@ def list_image_folder(root, class_names=None):
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; expected {root}/<class>/ image folders.")
     class_names = _check_class_folders(root, [p.name for p in _class_folders(root)], class_names)
-    paths, labels = [], []
+    paths, labels, others = [], [], []
     for label, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
             continue
-        files = _image_files(folder)
+        every = list(iter_files(folder))
+        files = [path for path in every if _is_image_name(path.name)]
+        others += every
         paths.extend(files)
         labels.extend([label] * len(files))
+    report_unread(others)
     if not paths:
         raise DataError(f"No images found in {root}/<class>/ (extensions {IMAGE_EXTENSIONS}).")
     return paths, np.asarray(labels, dtype="int32"), tuple(class_names)

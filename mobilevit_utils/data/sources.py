@@ -84,12 +84,26 @@ class ImageDataset:
 # Decoding a folder with a cache
 
 
-def _cache_key(paths, *extra):
+def _cache_key(root, paths, *extra):
+    """A digest of the files (by their path under `root` resolved, so that a folder given as a
+    relative or an absolute path, or through a link, is one cache entry), their sizes and times,
+    and `extra` (how they are decoded)."""
     digest = hashlib.sha256(repr((CACHE_VERSION, extra)).encode())
+    resolved = Path(root).resolve()
     for path in paths:
         stat = path.stat() if path.exists() else path.lstat()  # a broken link: decoding names it
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        where = resolved / Path(path).relative_to(root)
+        digest.update(f"{where}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def cache_file(root, key):
+    """`data/cache/<dataset>-<split>-<key>.npz`, named after the resolved folder: never a name
+    starting with "-" (which a shell command would take for an option)."""
+    resolved = Path(root).resolve()
+    parts = [part.lstrip("-.") for part in (resolved.parent.name, resolved.name)]
+    name = "-".join([*(part for part in parts if part), key])
+    return default_data_dir() / "cache" / f"{name}.npz"
 
 
 def _take_per_class(paths, labels, max_per_class):
@@ -121,12 +135,9 @@ def load_split_folder(
     paths, labels, class_names = list_image_folder(root, class_names)
     paths, labels = _take_per_class(paths, labels, max_per_class)
     resize = (tuple(image_size or ()), bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio))
-    key = _cache_key(paths, resize, on_error, class_names)
-    cache_file = (
-        default_data_dir() / "cache" / f"{Path(root).parent.name}-{Path(root).name}-{key}.npz"
-    )
-    if cache and cache_file.exists():
-        with np.load(cache_file, allow_pickle=False) as stored:
+    cached = cache_file(root, _cache_key(root, paths, resize, on_error, class_names))
+    if cache and cached.exists():
+        with np.load(cached, allow_pickle=False) as stored:
             skipped = tuple(stored["skipped"].tolist())
             for path in skipped:  # reported again: the cache must not hide them
                 LOG.warning("skipped %s: it could not be read when the cache was made", path)
@@ -140,10 +151,10 @@ def load_split_folder(
     )
     labels = labels[kept]
     if cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
         np.savez(tmp, x=images, y=labels, skipped=np.asarray(skipped, dtype=str))
-        tmp.replace(cache_file)  # atomic: an interrupted write never leaves a corrupt cache
+        tmp.replace(cached)  # atomic: an interrupted write never leaves a corrupt cache
     return images, labels, class_names, skipped
 
 

@@ -50,7 +50,7 @@ from mobilevit_utils.training.finetune import (
     source_variant,
     transfer_weights,
 )
-from mobilevit_utils.training.journal import EpochJournal, ResumeError
+from mobilevit_utils.training.journal import EpochJournal, ResumeError, recorded_start
 from mobilevit_utils.training.loop import fit_class_weight, train
 from mobilevit_utils.training.recipes import RECIPES, TrainConfig, get_recipe
 from mobilevit_utils.training.runs import (
@@ -115,6 +115,7 @@ __all__ = [
     "make_schedule",
     "prepare_run_dir",
     "read_history",
+    "recorded_start",
     "run_finished",
     "source_variant",
     "train",

@@ -286,6 +286,8 @@ class CSVLogger(keras.callbacks.CSVLogger):
     "NA"), appended across resumes, but rewritten at every epoch's end (its rows so far plus
     the new one) under a temporary name and moved into place, so that a killed run never leaves
     half a row. An existing file keeps its columns. Lines end in \\n, not the csv module's \\r\\n.
+    Epochs are numbered from 0, as Keras' CSVLogger and `History` number them (the epoch lines
+    and metadata's `best_epoch` count from 1): every history.csv reads the same.
 
     With a `journal`, the file is staged with the epoch's other files, and, the last of them,
     commits the epoch; its rows are then those of the committed epochs and the new one.

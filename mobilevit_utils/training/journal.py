@@ -293,11 +293,26 @@ def start_state(run_dir, requested, resume, epochs=None):
     write_json(state_path(run_dir), state)
 
 
-def begin_run(claim, config, dataset):
+def begin_run(claim, config, dataset, inputs=None):
     """Once every input is valid: check that a resumed run resumes the same thing (reading
     only), then make the folder the run's (`runs.RunClaim.begin`: created, marked and locked,
-    and for --overwrite the old run's files removed) and record what it is started with."""
+    and for --overwrite the old run's files removed) and record what it is started with, and
+    `inputs` (what `recorded_start` gives back to a --resume that omits them)."""
     requested = identity(config, dataset)
     epochs = check_same_run(claim.run_dir, requested) if claim.resume else None
     claim.begin()
-    start_state(claim.run_dir, requested, claim.resume, epochs)
+    recorded = {**requested, "inputs": inputs} if inputs is not None else requested
+    start_state(claim.run_dir, recorded, claim.resume, epochs)
+
+
+def recorded_start(run_dir):
+    """What the unfinished run in `run_dir` was started with, for a --resume that does not say
+    it again: {"recipe": its resolved recipe (a dict), "data": `data_fingerprint`, and the
+    `inputs` train recorded: "data_dir" (absolute; None for CIFAR-10's download), "image_size"
+    (as asked; None: the images' own or the fine-tuned model's), "on_error"}. Runs of an older
+    version lack the inputs; None when there is no resume state to read."""
+    state = read_state(run_dir)
+    if not state or not isinstance(state.get("recipe"), dict):
+        return None
+    inputs = state.get("inputs") if isinstance(state.get("inputs"), dict) else {}
+    return {"recipe": state["recipe"], "data": state.get("data") or {}, **inputs}

@@ -72,6 +72,7 @@ def train(
     """
     config = dataclasses.replace(get_recipe(config), **overrides).validate()
     start, asked_size = None, image_size is not None
+    inputs = {"image_size": list(image_size) if asked_size else None, "on_error": on_error}
     if config.init_from:  # resolved first: a missing file or an offline hub refuses at once
         config, start, image_size = finetune.resolve_start(config, image_size)
     run_dir = Path(run_dir or environment.artifacts_dir("runs", config.name, create=False))
@@ -80,9 +81,12 @@ def train(
     )
     # Checked (and locked when it is a run) at once; written to only once every input is valid.
     claim = RunClaim(run_dir, resume, overwrite)
-    print_fn(input_line(config, image_size, asked_size, dataset, data_dir))
+    # Printed once the data and the run are checked: a refused run prints its error alone.
+    intro = [input_line(config, image_size, asked_size, dataset, data_dir)]
     if nothing_to_resume:
-        print_fn(f"no run to resume in {run_dir}: starting a new one")
+        intro.append(
+            f"no run to resume in {environment.readable_path(run_dir)}: starting a new one"
+        )
     try:
         result = _train(
             config=config,
@@ -95,6 +99,8 @@ def train(
             strategy=strategy,
             print_fn=print_fn,
             callbacks=callbacks,
+            intro=intro,
+            inputs=inputs,
         )
         result["card"] = write_run_card(result, command)
     except ValueError:  # DataError included
@@ -117,14 +123,15 @@ def _train(
     strategy,
     print_fn,
     callbacks,
+    intro=(),
+    inputs=None,
 ):
-    """Set up the session, load the data, then run the phases in order (one, or the head alone
-    then every layer): the last one's result is the run's."""
+    """Set up the session, load and check the data and the run folder, say what the run is
+    (`intro`), then run the phases in order (one, or the head alone then every layer): the last
+    one's result is the run's. `inputs`: recorded for --resume (`journal.recorded_start`)."""
     environment.start_backend_quietly()
     environment.set_seed(config.seed)
     run_environment = environment.describe()  # versions and devices, once per run
-    for line in hardware_warnings(config, run_environment["devices"]):
-        print_fn(line)
     if dataset is None:
         dataset = data_lib.load_dataset(
             data_dir,
@@ -138,7 +145,10 @@ def _train(
         )
     check_classes(dataset)
     check_validation(config, dataset)
-    journal.begin_run(claim, config, dataset)  # the first write into the run folder
+    inputs = {"data_dir": getattr(dataset, "root", None), **(inputs or {})}
+    journal.begin_run(claim, config, dataset, inputs)  # the first write into the run folder
+    for line in [*intro, *hardware_warnings(config, run_environment["devices"])]:
+        print_fn(line)
     run_dir = claim.run_dir
     result = None
     for phase in finetune.phases(config, run_dir, start):
@@ -304,7 +314,7 @@ def run_phase(phase, *, dataset, run_environment, strategy, print_fn, callbacks)
     print_fn(
         f"training {model.name} ({models.trainable_params(model):,} parameters) on "
         f"{len(dataset.y_train):,} images of {'x'.join(map(str, dataset.image_shape[:2]))}, "
-        f"{held_out}; run folder {run_dir}"
+        f"{held_out}; run folder {environment.readable_path(run_dir)}"
     )
     fit_start = time.perf_counter()
     model.fit(
@@ -379,7 +389,7 @@ def finish_run(phase, *, model, dataset, wall, run_environment, print_fn):
     )
     metadata.write(run_dir)
     journal.finish(run_dir)  # the resume state goes once the metadata is written
-    checkpoint = run_dir / CHECKPOINT_FILE
+    checkpoint = environment.readable_path(run_dir / CHECKPOINT_FILE)
     if validating:
         print_fn(
             f"best val_accuracy={metadata.best_val_accuracy:.4f} at epoch "

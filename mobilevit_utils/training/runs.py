@@ -318,7 +318,8 @@ def fit_seconds(history):
 
 
 def read_history(run_dir):
-    """history.csv as a list of dicts with float values (CSVLogger's format)."""
+    """history.csv as a list of dicts with float values (CSVLogger's format: `epoch` counted
+    from 0, as Keras counts it; the epoch lines and `best_epoch` count from 1)."""
     path = Path(run_dir) / HISTORY_FILE
     if not path.exists():
         return []

@@ -12,7 +12,7 @@ import pytest
 from helpers import learnable_images, refused, run_cli, write_image_tree
 from PIL import Image
 
-from mobilevit_utils import data
+from mobilevit_utils import data, environment
 
 run = run_cli  # the shared helpers, under this file's names
 
@@ -244,7 +244,9 @@ def test_skip_bad_images_image_size_and_folder_predictions(project, capsys):
         "--resume",
     )
     assert status == 0, err
-    assert f"no run to resume in {run_dir}: starting a new one" in out
+    # Relative where the run is inside the working directory or the repository, else in full.
+    shown = environment.readable_path(run_dir)
+    assert f"no run to resume in {shown}: starting a new one" in out
     assert f"skipped {folder / 'zero.jpg'}: it is empty (0 bytes)" in err
     assert "skipped 1 unreadable file(s) of 32" in err
     metadata = json.loads((run_dir / "metadata.json").read_text())

@@ -7,12 +7,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,litert,backends,reference,site
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+# Worked solutions to each notebook's exercises (one per notebook, same name); CI runs them too.
+SOLUTIONS := $(sort $(wildcard solutions/0*.ipynb))
 EXECUTED := artifacts/executed
 
 .PHONY: install browser test test-fast lint format unit-test notebook-test tutorial docs site format-notebooks benchmarks reference reference-final clean
-LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks conftest.py
+LINT_PATHS := mobilevit_utils tests tools benchmarks notebooks solutions conftest.py
 
-install: $(VENV)/.installed browser
+# npm ci's stamp (LiteRT.js for the site, below)
+WEB_MODULES := web/node_modules/.package-lock.json
+install: $(VENV)/.installed browser $(WEB_MODULES)
 
 # torch first, pinned: it resolves to the CPU wheel here; any other request would pull a
 # multi-GB CUDA build. The stamp file re-runs the install when pyproject.toml changes.
@@ -23,6 +27,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
+
+# LiteRT.js for the site's Try it page (web/), as web/package-lock.json pins it: `npm ci`, rerun
+# when the lock file changes (npm writes the stamp). Where npm is missing, a note: the site is
+# built without that page and its tests are skipped (under CI they fail instead).
+$(WEB_MODULES): web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix web --no-audit --no-fund --loglevel=error; else \
+		echo "note: npm is missing: the site's Try it page (web/) cannot be built; install Node.js 18+"; fi
 
 # Chromium for tests/repo/test_site.py, Debian's package (`playwright install` would download a browser
 # build from outside the package registries): nothing to do where it is installed; installed with
@@ -39,13 +50,14 @@ browser:
 		apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "note: apt-get could not install chromium: tests/repo/test_site.py will be skipped"
 
-# Lint and format check (ruff), unit tests, then every notebook through nbval, in quick mode;
-# prints the slowest items.
-# Two workers (conftest.py keeps each test file, and the notebooks in order, on one worker): much
-# of the suite waits on single-threaded work (graph tracing, XLA compiles, process start-up).
-# conftest.py hands the longest files out first (the notebooks, in order, are the longest).
+# Lint and format check (ruff), unit tests, then every notebook and every solution through nbval,
+# in quick mode; prints the slowest items.
+# Two workers (conftest.py keeps each test file, and the notebooks in order, then the solutions, on
+# one worker): much of the suite waits on single-threaded work (graph tracing, XLA compiles,
+# process start-up). conftest.py hands the longest files out first (the notebooks and solutions
+# are the longest).
 test: install lint
-	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) tests -n 2 \
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(SOLUTIONS) tests -n 2 \
 		--nbval-lax --nbval-current-env --durations=20
 
 # The edit-test loop (a few minutes): lint, then the unit lane and the repository checks that
@@ -58,7 +70,8 @@ unit-test: install
 	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest tests --durations=10
 
 notebook-test: install
-	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env --durations=10
+	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(SOLUTIONS) --nbval-lax --nbval-current-env \
+		--durations=10
 
 # Executes the notebooks in order (03 writes the checkpoint 04 and 05 read) and keeps executed
 # copies, with outputs, under artifacts/executed/. Set MOBILEVIT_QUICK=1 for a fast pass.
@@ -91,10 +104,13 @@ docs: install
 	done
 
 # The website of the executed series (tools/build_site.py, mkdocs.yml): the README, the executed
-# notebooks in docs/ with their stored outputs (nothing is run), benchmarks/README.md and
-# docs/guide.md, built into artifacts/site/; it reads offline. tests/repo/test_site.py checks it.
-site: install
-	$(BIN)/python tools/build_site.py --quiet
+# notebooks in docs/ with their stored outputs (nothing is run), benchmarks/README.md,
+# docs/guide.md and the Try it page (web/: the released model in the browser with LiteRT.js,
+# installed by npm ci above; the first build exports the model's .tflite files, about a minute,
+# calibrating int8 on the training images: DATA_DIR as below), built into artifacts/site/; it
+# reads offline. tests/repo/test_site.py checks it.
+site: install $(WEB_MODULES)
+	$(if $(DATA_DIR),MOBILEVIT_DATA_DIR=$(DATA_DIR)) $(BIN)/python tools/build_site.py --quiet --try-page require
 	@echo "View it: $(BIN)/python -m http.server -d artifacts/site, then open http://localhost:8000"
 
 # ruff: lint and format check of the code and the notebooks' code cells (settings in pyproject).

@@ -1,7 +1,10 @@
 """Parallel test runs (`pytest -n 2`, as `make test` runs them): each test file stays on one
 worker, so its module-scoped fixtures are built once and order-dependent tests
 (tests/integration/test_backends.py) keep their order; the notebooks share one worker and run in series,
-because 04 and 05 read the run that 03 writes.
+because 04 and 05 read the run that 03 writes. The solutions to their exercises (solutions/) read
+no notebook's output, but they decode CIFAR-10 subsets into the same `data/cache/` files as the
+notebooks do (the solutions of 04 and 05 both decode the whole set), and two processes writing
+one cache file at once could break each other: they run on the same worker, after the notebooks.
 
 A scheduler of our own rather than `--dist loadgroup`: pytest-xdist 3.8 marks groups by
 rewriting `item._nodeid`, which pytest 9.2 no longer reads."""
@@ -13,7 +16,7 @@ import pytest
 # (most tests first) put the few-but-slow subprocess files (every recipe, every backend) last.
 # Unlisted files count 3 s per test.
 SECONDS = {
-    "notebooks": 550,
+    "notebooks": 550 + 400,  # the notebooks, then the solutions (solutions/, about 400 s)
     "tests/integration/test_photos_to_phone.py": 300,
     "tests/integration/test_recipes.py": 320,
     "tests/integration/test_backends.py": 290,
@@ -37,7 +40,7 @@ def pytest_xdist_make_scheduler(config, log):
     class FileScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid):
             path = nodeid.split("::", 1)[0]
-            return "notebooks" if path.startswith("notebooks/") else path
+            return "notebooks" if path.startswith(("notebooks/", "solutions/")) else path
 
         def _assign_work_unit(self, node):
             # Longest remaining file next (longest-processing-time-first).

@@ -1,6 +1,6 @@
 """Build the website of the executed tutorial series (`make site`): a static site of the README,
-the executed notebooks in docs/ with their stored outputs (never re-run), benchmarks/README.md
-and docs/guide.md, readable offline.
+the executed notebooks in docs/ with their stored outputs (never re-run), benchmarks/README.md,
+docs/guide.md and the Try it page (web/), readable offline.
 
     python tools/build_site.py                       # artifacts/site-src/ -> artifacts/site/
     python tools/build_site.py --src DIR --out DIR   # elsewhere (tests/repo/test_site.py)
@@ -15,9 +15,19 @@ URL, and an image from another host becomes its alternative text (the site loads
 other hosts). Each notebook page starts with "Open in Colab" (the stripped notebook in
 notebooks/) and "Download notebook" (the executed copy, as it is in docs/, served by the site).
 
+The Try it page (web/try.md, web/src/) runs the released model in the reader's browser with
+LiteRT.js: its script, LiteRT.js and LiteRT.js's wasm files from web/node_modules (`npm ci
+--prefix web`, pinned by web/package-lock.json), and the release's fp32 and int8 `.tflite` files
+with their sidecars from artifacts/tflite/<release>/ (where tools/release_checkpoint.py writes
+them; web/export_model.py exports them there when they are missing or older than model.keras)
+are copied into the site, so that nothing comes from another host. `--try-page auto` (the
+default) leaves the page out, with a note, where LiteRT.js or the model files cannot be had (no
+npm, no TensorFlow); `make site` and the tests ask for it (`require`).
+
 Its imports are the standard library and PyYAML (a dependency of mkdocs), so building the site
 needs only the `site` extra, not TensorFlow: the repository's URL is read from
-mobilevit_utils/presets.py without importing the package."""
+mobilevit_utils/presets.py without importing the package (the Try it page's model export, a
+subprocess, needs TensorFlow once)."""
 
 import argparse
 import ast
@@ -37,6 +47,17 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = ".site-src"  # marks a folder this script made, and so may delete and remake
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 BRANCH = "main"
+# The Try it page: its markdown, its scripts, the release it runs (presets.PRESETS[
+# training.RELEASED_PRESET].checkpoint; tests/repo/test_site.py checks they agree), and LiteRT.js.
+TRY_PAGE = "web/try.md"
+TRY_SITE_PATH = "try/index.md"
+TRY_ASSETS = ("web/src/try.js", "web/src/preprocess.js", "web/src/try.css")
+RELEASE = "checkpoints/mobilevit_v2_050_cifar10"
+TRY_PRECISIONS = ("int8", "fp32")  # the first is the page's default
+LITERT = "web/node_modules/@litertjs"
+# Only the single-threaded builds: with relaxed SIMD (current Chrome, Edge, Firefox) and without
+# (the "compat" one: Safari). The threaded and JSPI builds need options the page does not use.
+LITERT_WASM = ("litert_wasm_internal", "litert_wasm_compat_internal")
 
 # Markdown links and images, `[text](target "title")` and `![alt](target)`; the text may hold
 # brackets (an image inside a link: `[![badge](image)](link)`), the target one pair of parentheses.
@@ -112,8 +133,9 @@ def _outside_spans(text, rewrite):
 class Site:
     """The pages of the site and where each repository path goes in it."""
 
-    def __init__(self, root, docs_dir, contents=None, directory_urls=True):
+    def __init__(self, root, docs_dir, contents=None, directory_urls=True, try_page=False):
         self.root, self.docs_dir, self.directory_urls = root, docs_dir, directory_urls
+        self.try_page = try_page
         self.contents = {k: Path(v) for k, v in (contents or {}).items()}
         self.base = repo_url(root)
         self.pages = {}  # repository path -> site source path
@@ -127,7 +149,7 @@ class Site:
         return (self.contents.get(repo_path) or self.root / repo_path).read_text(encoding="utf-8")
 
     def plan(self):
-        """Choose the pages, in nav order: Home, the notebooks, Benchmarks, Guide."""
+        """Choose the pages, in nav order: Home, the notebooks, Benchmarks, Guide, Try it."""
         self.pages["README.md"] = "index.md"
         self.nav.append({"Home": "index.md"})
         section = []
@@ -152,6 +174,9 @@ class Site:
                 self.nav.append({title: site_path})
             else:
                 print(f"note: no {repo_path}: the site has no {title} page")
+        if self.try_page:
+            self.pages[TRY_PAGE] = TRY_SITE_PATH
+            self.nav.append({"Try it": TRY_SITE_PATH})
 
     # -- links ----------------------------------------------------------------------------
 
@@ -314,6 +339,169 @@ class Site:
         shutil.copy2(path, self.docs_dir / download)  # as it is in docs/, for the download
 
 
+# -- the Try it page ------------------------------------------------------------------------
+
+
+class TryPageUnavailable(Exception):
+    """What the Try it page lacks (LiteRT.js, the model's files), in one line."""
+
+
+# LiteRT.js's table of tensor types (dist/index.js) ends with uint8: int8 goes after it.
+INT8_AFTER = """    dtype: "uint8",
+    typedArrayConstructor: Uint8Array,
+    elementType: ElementType.UINT8
+  }
+]);"""
+INT8_ENTRY = """,
+  {
+    dtype: "int8",
+    typedArrayConstructor: Int8Array,
+    elementType: ElementType.INT8
+  }
+]);"""
+LITERT_HEADER = """// @litertjs/core {version} (Apache-2.0, https://github.com/google-ai-edge/LiteRT): its
+// dist/index.js as npm ships it, changed by tools/build_site.py in two places: it imports
+// @litertjs/wasm-utils from beside it (no bundler, no import map), and its table of tensor types
+// (DATATYPES) gains int8, which LiteRT's runtime runs but the JavaScript API had no entry for
+// ("Element type INT8 is not supported" on loading a full-integer model with int8 input).
+"""
+
+
+def _replace_once(text, old, new, what):
+    if text.count(old) != 1:
+        raise TryPageUnavailable(
+            f"{what} is not where tools/build_site.py expects it in this LiteRT.js: update "
+            "the builder for the version web/package-lock.json pins"
+        )
+    return text.replace(old, new)
+
+
+def _without_source_map(code):
+    return re.sub(r"^//# sourceMappingURL=.*\n?", "", code, flags=re.M)
+
+
+def litert_version(root):
+    """The @litertjs/core version in web/node_modules, which must be the one the lock file pins."""
+    core = root / LITERT / "core"
+    if not (core / "package.json").is_file():
+        raise TryPageUnavailable("LiteRT.js is not installed: npm ci --prefix web (`make install`)")
+    installed = json.loads((core / "package.json").read_text(encoding="utf-8"))["version"]
+    lock = json.loads((root / "web" / "package-lock.json").read_text(encoding="utf-8"))
+    pinned = lock["packages"]["node_modules/@litertjs/core"]["version"]
+    if installed != pinned:
+        raise TryPageUnavailable(
+            f"web/node_modules holds @litertjs/core {installed} and web/package-lock.json pins "
+            f"{pinned}: npm ci --prefix web"
+        )
+    return installed
+
+
+def litert_module(root, version):
+    """LiteRT.js's module (dist/index.js) as the site serves it (LITERT_HEADER says how)."""
+    code = (root / LITERT / "core" / "dist" / "index.js").read_text(encoding="utf-8")
+    code = _replace_once(
+        code,
+        'from "@litertjs/wasm-utils";',
+        'from "./litert-wasm-utils.js";',
+        "the import of @litertjs/wasm-utils",
+    )
+    table = code[code.index("var DATATYPES") : code.index("function getDataType")]
+    if '"int8"' not in table:  # a later LiteRT.js may have it
+        code = _replace_once(
+            code, INT8_AFTER, INT8_AFTER[: -len("\n]);")] + INT8_ENTRY, "DATATYPES"
+        )
+    return LITERT_HEADER.format(version=version) + _without_source_map(code)
+
+
+def vendor_litert(root, out, module):
+    """LiteRT.js (its module, `litert_module`, the module it imports and the wasm builds the
+    page loads) copied to `out`."""
+    core = root / LITERT / "core"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "litert-core.js").write_text(module, encoding="utf-8")
+    utils = (root / LITERT / "wasm-utils" / "dist" / "index.js").read_text(encoding="utf-8")
+    (out / "litert-wasm-utils.js").write_text(_without_source_map(utils), encoding="utf-8")
+    (out / "wasm").mkdir()
+    for stem in LITERT_WASM:
+        for suffix in (".js", ".wasm"):
+            shutil.copy2(core / "wasm" / f"{stem}{suffix}", out / "wasm" / f"{stem}{suffix}")
+
+
+def release_models(root, model_dir=None):
+    """{precision: (.tflite, .json)} of the release, for the Try it page. From `model_dir`, else
+    from artifacts/tflite/<release>/, where web/export_model.py exports them first when they are
+    missing or older than the release's model.keras (about a minute, once)."""
+    name = Path(RELEASE).name
+    folder = Path(model_dir) if model_dir else root / "artifacts" / "tflite" / name
+    files = {
+        p: (folder / f"{name}_{p}.tflite", folder / f"{name}_{p}.json") for p in TRY_PRECISIONS
+    }
+    keras = root / RELEASE / "model.keras"
+
+    def fresh():
+        made = keras.stat().st_mtime
+        return all(
+            f.is_file() and f.stat().st_mtime >= made for pair in files.values() for f in pair
+        )
+
+    if fresh():
+        return files
+    if model_dir:
+        raise TryPageUnavailable(
+            f"{folder} lacks {name}_<int8|fp32>.tflite/.json, or they are older than {keras}"
+        )
+    print(
+        f"Exporting {name} to fp32 and int8 .tflite files for the Try it page "
+        "(web/export_model.py, about a minute)"
+    )
+    export = [
+        sys.executable,
+        str(root / "web" / "export_model.py"),
+        "--release",
+        str(root / RELEASE),
+    ]
+    made = subprocess.run([*export, "--out", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0 or not fresh():
+        said = (made.stdout + made.stderr).strip().splitlines()
+        raise TryPageUnavailable(
+            f"web/export_model.py failed: {said[-1] if said else made.returncode}"
+        )
+    return files
+
+
+def prepare_try_page(root, model_dir=None):
+    """What the Try it page needs, checked (LiteRT.js) and made (the model's files)."""
+    version = litert_version(root)
+    module = litert_module(root, version)
+    return {"litert": version, "module": module, "models": release_models(root, model_dir)}
+
+
+def write_try_page(root, docs_dir, needs):
+    """The Try it page's files beside its markdown page (try/): its scripts and styles,
+    LiteRT.js, the model files and models/index.json, which lists them for the page."""
+    target = docs_dir / posixpath.dirname(TRY_SITE_PATH)
+    target.mkdir(parents=True, exist_ok=True)
+    for asset in TRY_ASSETS:
+        shutil.copy2(root / asset, target / posixpath.basename(asset))
+    vendor_litert(root, target / "vendor", needs["module"])
+    (target / "models").mkdir()
+    models = []
+    for precision, (tflite, sidecar) in needs["models"].items():
+        for path in (tflite, sidecar):
+            shutil.copy2(path, target / "models" / path.name)
+        models.append(
+            {
+                "id": precision,
+                "label": precision,
+                "tflite": f"models/{tflite.name}",
+                "sidecar": f"models/{sidecar.name}",
+                "bytes": tflite.stat().st_size,
+            }
+        )
+    index = {"litert": needs["litert"], "release": RELEASE, "default": TRY_PRECISIONS[0]}
+    (target / "models" / "index.json").write_text(json.dumps({**index, "models": models}, indent=2))
+
+
 def prepare(src):
     """An empty site source folder at `src`: made here, or made by this script before."""
     if src.exists() and any(src.iterdir()) and not (src / MARKER).exists():
@@ -331,17 +519,21 @@ def check_out(root, src, out):
         raise SystemExit(f"--out {out} is not empty and holds no built site: refused")
 
 
-def assemble(root, src, out, contents=None):
-    """Write the site source (src/mkdocs.yml, src/docs/) and return the mkdocs.yml path."""
+def assemble(root, src, out, contents=None, try_page=None):
+    """Write the site source (src/mkdocs.yml, src/docs/) and return the mkdocs.yml path.
+    `try_page`: what `prepare_try_page` returned, or None for a site without that page."""
     config = yaml.safe_load((root / "mkdocs.yml").read_text(encoding="utf-8"))
     prepare(src)
-    site = Site(root, src / "docs", contents, config.get("use_directory_urls", True))
+    directory_urls = config.get("use_directory_urls", True)
+    site = Site(root, src / "docs", contents, directory_urls, try_page is not None)
     site.plan()
     for repo_path, site_path in site.pages.items():
         if site_path.endswith(".md"):
             site.write_markdown(repo_path)
     for path in site.notebooks:
         site.write_notebook(path)
+    if try_page is not None:
+        write_try_page(root, src / "docs", try_page)
     for warning in site.warnings:
         print(f"warning: {warning}")
     config.update(
@@ -371,6 +563,21 @@ def build_parser():
         metavar="REPO_PATH=FILE",
         help="read the page REPO_PATH (e.g. benchmarks/README.md) from FILE instead (tests)",
     )
+    parser.add_argument(
+        "--try-page",
+        choices=("auto", "require", "skip"),
+        default="auto",
+        help="the Try it page: built where LiteRT.js (web/node_modules) and the release's "
+        ".tflite files can be had, else left out with a note (auto, the default); a build "
+        "error without them (require: `make site`, the tests); left out (skip)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="the release's <name>_int8/_fp32 .tflite and .json files for the Try it page; "
+        "default artifacts/tflite/<release name>/, exported there when missing",
+    )
     parser.add_argument("--quiet", action="store_true", help="mkdocs prints warnings only")
     return parser
 
@@ -382,7 +589,15 @@ def main(argv=None):
     out = (args.out or root / "artifacts" / "site").resolve()
     contents = dict(item.split("=", 1) for item in args.content)
     check_out(root, src, out)
-    config = assemble(root, src, out, contents)
+    try_page = None
+    if args.try_page != "skip":
+        try:
+            try_page = prepare_try_page(root, args.model_dir)
+        except TryPageUnavailable as why:
+            if args.try_page == "require":
+                raise SystemExit(f"the Try it page: {why}") from None
+            print(f"note: the site has no Try it page: {why}")
+    config = assemble(root, src, out, contents, try_page)
     command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's notice about its future
     subprocess.run(command + (["--quiet"] if args.quiet else []), check=True, env=env)

@@ -32,6 +32,12 @@ class MHSA(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if projection_dim is None and embedding_dim % num_heads:
+            # The heads would silently use only num_heads * (embedding_dim // num_heads) channels.
+            raise ValueError(
+                f"embedding_dim={embedding_dim} does not split into num_heads={num_heads} equal "
+                "heads: choose num_heads dividing it, or pass projection_dim."
+            )
         self.num_heads = num_heads
         self.embedding_dim = embedding_dim
         self.projection_dim = projection_dim or embedding_dim // num_heads

@@ -269,3 +269,10 @@ def test_blocks_and_transformer_layers_are_siblings_with_their_own_configs():
     for layer in (L.TransformerLayer(8), L.SeparableTransformerLayer(8)):
         assert type(layer).__bases__ == (L.TransformerLayerBase,)
     assert "num_heads" not in L.SeparableTransformerLayer(8).get_config()
+
+
+def test_mhsa_refuses_heads_that_do_not_split_its_width():
+    """64 channels in 3 heads would leave one channel out, silently."""
+    with pytest.raises(ValueError, match="does not split into num_heads=3"):
+        L.MHSA(num_heads=3, embedding_dim=64)
+    assert L.MHSA(num_heads=3, embedding_dim=64, projection_dim=16).projection_dim == 16

@@ -39,7 +39,9 @@ def snapshot(folder):
 
 
 def image_tree(root, classes=CLASSES, seed=0):
-    write_image_tree(root / "train", *learnable_images(8, len(classes), seed=seed), classes)
+    # 32 images per class: epochs long enough (seconds, not tenths) that a signal sent after
+    # the first commit lands mid-run even when the test's own process waits for a core.
+    write_image_tree(root / "train", *learnable_images(32, len(classes), seed=seed), classes)
     return root
 
 

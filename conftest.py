@@ -22,6 +22,8 @@ SECONDS = {
     "tests/integration/test_backends.py": 290,
     "tests/integration/test_training.py": 280,
     "tests/integration/test_run_safety.py": 200,
+    "tests/repo/test_site.py": 200,  # builds the site, exports the Try it page's model once
+    "tests/integration/test_cli_trial.py": 150,
     "tests/integration/test_export.py": 225,
     "tests/integration/test_distribution.py": 150,
     "tests/integration/test_benchmarks.py": 130,

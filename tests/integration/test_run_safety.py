@@ -77,6 +77,9 @@ def start(folder, *args):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C as a person's terminal delivers it: a shell that starts a job in the background
+        # (as a CI script may) leaves SIGINT ignored, and the child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -24,6 +24,7 @@ LAYOUTS = {
     "v2_050_cifar (v2, width 0.5), 12 epochs": (
         "v2-separable-attention",
         "v2-separable-attention-seed43",
+        "v2-separable-attention-seed44",
     ),
     "xxs_cifar_p1 (1x1 patches), 12 epochs": ("patch1",),
     "xxs_cifar_v3 (v3-style blocks), 12 epochs": ("v3-block",),

@@ -365,8 +365,11 @@ def results_figure(points, noise_band=None, anchors=(), title=""):
     """Accuracy against MACs per image: `points` are dicts with `label`, `macs` (M), `accuracy`
     (%), optional `low`/`high` (the spread of its seeds) and `kind` (one marker per kind, so
     that the legend, not crowded annotations, names each point); `noise_band` a (low, high)
-    shaded across the plot; `anchors` (label, accuracy) horizontal reference lines."""
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    shaded across the plot; `anchors` (label, accuracy) horizontal reference lines. The legend
+    sits under the plot, one entry a line, so the plot keeps the page's whole width (a phone
+    shows the figure at about 360 pixels) and the figure's height grows with its entries."""
+    entries = len(points) + (noise_band is not None)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.24 * entries))
     if noise_band is not None:
         ax.axhspan(*noise_band, color="grey", alpha=0.2, label="12-epoch baseline's seed spread")
     markers = {}
@@ -391,12 +394,11 @@ def results_figure(points, noise_band=None, anchors=(), title=""):
             (ax.get_xlim()[0], accuracy),
             xytext=(4, 3),
             textcoords="offset points",
-            fontsize=8,
+            fontsize=10,
         )
-    ax.set(
-        xlabel="multiply-accumulates per image (M)", ylabel="validation accuracy (%)", title=title
-    )
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set(xlabel="multiply-accumulates per image (M)", ylabel="validation accuracy (%)")
+    ax.set_title(title, fontsize=12)
+    ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(0, -0.16), ncols=1, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -43,22 +43,22 @@ from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
+# The Try it page's builder, beside this file (also when a test loads this file by its path).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from site_try_page import (  # noqa: E402
+    RELEASE,  # noqa: F401 (the release the page runs; tests read it here)
+    TRY_PAGE,
+    TRY_SITE_PATH,
+    TryPageUnavailable,
+    prepare_try_page,
+    write_try_page,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = ".site-src"  # marks a folder this script made, and so may delete and remake
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 BRANCH = "main"
-# The Try it page: its markdown, its scripts, the release it runs (presets.PRESETS[
-# training.RELEASED_PRESET].checkpoint; tests/repo/test_site.py checks they agree), and LiteRT.js.
-TRY_PAGE = "web/try.md"
-TRY_SITE_PATH = "try/index.md"
-TRY_ASSETS = ("web/src/try.js", "web/src/preprocess.js", "web/src/try.css")
-RELEASE = "checkpoints/mobilevit_v2_050_cifar10"
-TRY_PRECISIONS = ("int8", "fp32")  # the first is the page's default
-LITERT = "web/node_modules/@litertjs"
-# Only the single-threaded builds: with relaxed SIMD (current Chrome, Edge, Firefox) and without
-# (the "compat" one: Safari). The threaded and JSPI builds need options the page does not use.
-LITERT_WASM = ("litert_wasm_internal", "litert_wasm_compat_internal")
-
+SITE_CSS = "tools/site_theme/site.css"  # served as assets/site.css
 # Markdown links and images, `[text](target "title")` and `![alt](target)`; the text may hold
 # brackets (an image inside a link: `[![badge](image)](link)`), the target one pair of parentheses.
 LINK = re.compile(
@@ -152,6 +152,7 @@ class Site:
         """Choose the pages, in nav order: Home, the notebooks, Benchmarks, Guide, Try it."""
         self.pages["README.md"] = "index.md"
         self.nav.append({"Home": "index.md"})
+        self.titles = {"README.md": "front page", "notebooks/README.md": "Notebooks"}
         section = []
         if self.exists("notebooks/README.md"):
             self.pages["notebooks/README.md"] = "notebooks/index.md"
@@ -172,6 +173,7 @@ class Site:
             if self.exists(repo_path):
                 self.pages[repo_path] = site_path
                 self.nav.append({title: site_path})
+                self.titles[repo_path] = title
             else:
                 print(f"note: no {repo_path}: the site has no {title} page")
         if self.try_page:
@@ -205,20 +207,7 @@ class Site:
         if parts.scheme or parts.netloc or not parts.path:  # other hosts, mailto:, #anchors
             external = parts.scheme in {"http", "https", ""} and (parts.netloc or parts.scheme)
             return None if image and external else target
-        path = unquote(parts.path)
-        if path.startswith("/"):  # GitHub reads /path from the repository's root
-            repo_path = posixpath.normpath(path.lstrip("/") or ".")
-        else:
-            # From the file's folder; an executed copy's cells were written in notebooks/, so
-            # what is not found beside docs/NN_*.ipynb is looked for from there.
-            folders = [posixpath.dirname(page_repo)]
-            if page_repo in self.pages and page_repo.endswith(".ipynb"):
-                folders.append("notebooks")
-            candidates = [posixpath.normpath(posixpath.join(f, path)) for f in folders]
-            repo_path = next(
-                (c for c in candidates if c in self.pages or (self.root / c).exists()),
-                candidates[0],
-            )
+        repo_path = self.locate(unquote(parts.path), page_repo)
         if repo_path == ".." or repo_path.startswith("../"):
             self.warnings.append(f"{page_repo}: {target} points outside the repository (kept)")
             return target
@@ -226,9 +215,6 @@ class Site:
             "#" + parts.fragment if parts.fragment else ""
         )
         on_disk = self.root / repo_path
-        readme = posixpath.normpath(posixpath.join(repo_path, "README.md"))
-        if repo_path not in self.pages and on_disk.is_dir() and readme in self.pages:
-            repo_path = readme  # a folder shows its README on GitHub: here, that page
         if repo_path in self.pages:
             dest = self.pages[repo_path]
         elif on_disk.is_file() and on_disk.suffix.lower() in IMAGE_SUFFIXES:
@@ -242,6 +228,45 @@ class Site:
                 self.warnings.append(f"{page_repo}: {target}: no such file in the repository")
             return self.github(repo_path, on_disk.is_dir()) + suffix
         return self.relative(dest, page_site, html) + suffix
+
+    def locate(self, path, page_repo):
+        """The repository path that the link `path`, written in `page_repo`, points to (a
+        folder whose README is a page: that page)."""
+        if path.startswith("/"):  # GitHub reads /path from the repository's root
+            repo_path = posixpath.normpath(path.lstrip("/") or ".")
+        else:
+            # From the file's folder; an executed copy's cells were written in notebooks/, so
+            # what is not found beside docs/NN_*.ipynb is looked for from there.
+            folders = [posixpath.dirname(page_repo)]
+            if page_repo in self.pages and page_repo.endswith(".ipynb"):
+                folders.append("notebooks")
+            candidates = [posixpath.normpath(posixpath.join(f, path)) for f in folders]
+            repo_path = next(
+                (c for c in candidates if c in self.pages or (self.root / c).exists()),
+                candidates[0],
+            )
+        readme = posixpath.normpath(posixpath.join(repo_path, "README.md"))
+        if (
+            repo_path not in self.pages
+            and (self.root / repo_path).is_dir()
+            and readme in self.pages
+        ):
+            return readme  # a folder shows its README on GitHub: here, that page
+        return repo_path
+
+    def label(self, text, target, page_repo):
+        """A link's text as the site reads it: a page's file name ("benchmarks/README.md",
+        "README") becomes the page's title; GitHub's front page is the site's Home."""
+        parts = urlsplit(target.strip("<>"))
+        if parts.scheme or parts.netloc or not parts.path:
+            return text
+        repo_path = self.locate(unquote(parts.path), page_repo)
+        if repo_path not in self.titles:
+            return text
+        bare = text.strip("`")
+        if bare == repo_path or bare.endswith("README.md") or bare == "README":
+            return self.titles[repo_path]
+        return re.sub(r"\bREADME\b", "front page", text) if repo_path == "README.md" else text
 
     def relative(self, dest, page_site, html):
         """The link from the page `page_site` to `dest` (both site source paths)."""
@@ -265,6 +290,8 @@ class Site:
             new = self.resolve(m.group("target"), *where, image)
             if new is None:
                 return label  # an image from another host: its alternative text
+            if not image:
+                label = self.label(label, m.group("target"), page_repo)
             return f"{m.group('bang')}[{label}]({new}{m.group('title') or ''})"
 
         def reference(m):
@@ -301,6 +328,9 @@ class Site:
     def write_markdown(self, repo_path):
         site_path = self.pages[repo_path]
         text = self.rewrite(self.read(repo_path), repo_path, site_path, html=False)
+        if site_path in [page for entry in self.nav for page in entry.values()]:
+            # A tab that is one page: the left navigation would list only the page itself.
+            text = "---\nhide:\n  - navigation\n---\n\n" + text
         (self.docs_dir / site_path).parent.mkdir(parents=True, exist_ok=True)
         (self.docs_dir / site_path).write_text(text, encoding="utf-8")
 
@@ -339,169 +369,6 @@ class Site:
         shutil.copy2(path, self.docs_dir / download)  # as it is in docs/, for the download
 
 
-# -- the Try it page ------------------------------------------------------------------------
-
-
-class TryPageUnavailable(Exception):
-    """What the Try it page lacks (LiteRT.js, the model's files), in one line."""
-
-
-# LiteRT.js's table of tensor types (dist/index.js) ends with uint8: int8 goes after it.
-INT8_AFTER = """    dtype: "uint8",
-    typedArrayConstructor: Uint8Array,
-    elementType: ElementType.UINT8
-  }
-]);"""
-INT8_ENTRY = """,
-  {
-    dtype: "int8",
-    typedArrayConstructor: Int8Array,
-    elementType: ElementType.INT8
-  }
-]);"""
-LITERT_HEADER = """// @litertjs/core {version} (Apache-2.0, https://github.com/google-ai-edge/LiteRT): its
-// dist/index.js as npm ships it, changed by tools/build_site.py in two places: it imports
-// @litertjs/wasm-utils from beside it (no bundler, no import map), and its table of tensor types
-// (DATATYPES) gains int8, which LiteRT's runtime runs but the JavaScript API had no entry for
-// ("Element type INT8 is not supported" on loading a full-integer model with int8 input).
-"""
-
-
-def _replace_once(text, old, new, what):
-    if text.count(old) != 1:
-        raise TryPageUnavailable(
-            f"{what} is not where tools/build_site.py expects it in this LiteRT.js: update "
-            "the builder for the version web/package-lock.json pins"
-        )
-    return text.replace(old, new)
-
-
-def _without_source_map(code):
-    return re.sub(r"^//# sourceMappingURL=.*\n?", "", code, flags=re.M)
-
-
-def litert_version(root):
-    """The @litertjs/core version in web/node_modules, which must be the one the lock file pins."""
-    core = root / LITERT / "core"
-    if not (core / "package.json").is_file():
-        raise TryPageUnavailable("LiteRT.js is not installed: npm ci --prefix web (`make install`)")
-    installed = json.loads((core / "package.json").read_text(encoding="utf-8"))["version"]
-    lock = json.loads((root / "web" / "package-lock.json").read_text(encoding="utf-8"))
-    pinned = lock["packages"]["node_modules/@litertjs/core"]["version"]
-    if installed != pinned:
-        raise TryPageUnavailable(
-            f"web/node_modules holds @litertjs/core {installed} and web/package-lock.json pins "
-            f"{pinned}: npm ci --prefix web"
-        )
-    return installed
-
-
-def litert_module(root, version):
-    """LiteRT.js's module (dist/index.js) as the site serves it (LITERT_HEADER says how)."""
-    code = (root / LITERT / "core" / "dist" / "index.js").read_text(encoding="utf-8")
-    code = _replace_once(
-        code,
-        'from "@litertjs/wasm-utils";',
-        'from "./litert-wasm-utils.js";',
-        "the import of @litertjs/wasm-utils",
-    )
-    table = code[code.index("var DATATYPES") : code.index("function getDataType")]
-    if '"int8"' not in table:  # a later LiteRT.js may have it
-        code = _replace_once(
-            code, INT8_AFTER, INT8_AFTER[: -len("\n]);")] + INT8_ENTRY, "DATATYPES"
-        )
-    return LITERT_HEADER.format(version=version) + _without_source_map(code)
-
-
-def vendor_litert(root, out, module):
-    """LiteRT.js (its module, `litert_module`, the module it imports and the wasm builds the
-    page loads) copied to `out`."""
-    core = root / LITERT / "core"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "litert-core.js").write_text(module, encoding="utf-8")
-    utils = (root / LITERT / "wasm-utils" / "dist" / "index.js").read_text(encoding="utf-8")
-    (out / "litert-wasm-utils.js").write_text(_without_source_map(utils), encoding="utf-8")
-    (out / "wasm").mkdir()
-    for stem in LITERT_WASM:
-        for suffix in (".js", ".wasm"):
-            shutil.copy2(core / "wasm" / f"{stem}{suffix}", out / "wasm" / f"{stem}{suffix}")
-
-
-def release_models(root, model_dir=None):
-    """{precision: (.tflite, .json)} of the release, for the Try it page. From `model_dir`, else
-    from artifacts/tflite/<release>/, where web/export_model.py exports them first when they are
-    missing or older than the release's model.keras (about a minute, once)."""
-    name = Path(RELEASE).name
-    folder = Path(model_dir) if model_dir else root / "artifacts" / "tflite" / name
-    files = {
-        p: (folder / f"{name}_{p}.tflite", folder / f"{name}_{p}.json") for p in TRY_PRECISIONS
-    }
-    keras = root / RELEASE / "model.keras"
-
-    def fresh():
-        made = keras.stat().st_mtime
-        return all(
-            f.is_file() and f.stat().st_mtime >= made for pair in files.values() for f in pair
-        )
-
-    if fresh():
-        return files
-    if model_dir:
-        raise TryPageUnavailable(
-            f"{folder} lacks {name}_<int8|fp32>.tflite/.json, or they are older than {keras}"
-        )
-    print(
-        f"Exporting {name} to fp32 and int8 .tflite files for the Try it page "
-        "(web/export_model.py, about a minute)"
-    )
-    export = [
-        sys.executable,
-        str(root / "web" / "export_model.py"),
-        "--release",
-        str(root / RELEASE),
-    ]
-    made = subprocess.run([*export, "--out", str(folder)], capture_output=True, text=True)
-    if made.returncode != 0 or not fresh():
-        said = (made.stdout + made.stderr).strip().splitlines()
-        raise TryPageUnavailable(
-            f"web/export_model.py failed: {said[-1] if said else made.returncode}"
-        )
-    return files
-
-
-def prepare_try_page(root, model_dir=None):
-    """What the Try it page needs, checked (LiteRT.js) and made (the model's files)."""
-    version = litert_version(root)
-    module = litert_module(root, version)
-    return {"litert": version, "module": module, "models": release_models(root, model_dir)}
-
-
-def write_try_page(root, docs_dir, needs):
-    """The Try it page's files beside its markdown page (try/): its scripts and styles,
-    LiteRT.js, the model files and models/index.json, which lists them for the page."""
-    target = docs_dir / posixpath.dirname(TRY_SITE_PATH)
-    target.mkdir(parents=True, exist_ok=True)
-    for asset in TRY_ASSETS:
-        shutil.copy2(root / asset, target / posixpath.basename(asset))
-    vendor_litert(root, target / "vendor", needs["module"])
-    (target / "models").mkdir()
-    models = []
-    for precision, (tflite, sidecar) in needs["models"].items():
-        for path in (tflite, sidecar):
-            shutil.copy2(path, target / "models" / path.name)
-        models.append(
-            {
-                "id": precision,
-                "label": precision,
-                "tflite": f"models/{tflite.name}",
-                "sidecar": f"models/{sidecar.name}",
-                "bytes": tflite.stat().st_size,
-            }
-        )
-    index = {"litert": needs["litert"], "release": RELEASE, "default": TRY_PRECISIONS[0]}
-    (target / "models" / "index.json").write_text(json.dumps({**index, "models": models}, indent=2))
-
-
 def prepare(src):
     """An empty site source folder at `src`: made here, or made by this script before."""
     if src.exists() and any(src.iterdir()) and not (src / MARKER).exists():
@@ -534,6 +401,8 @@ def assemble(root, src, out, contents=None, try_page=None):
         site.write_notebook(path)
     if try_page is not None:
         write_try_page(root, src / "docs", try_page)
+    (src / "docs" / "assets").mkdir(exist_ok=True)
+    shutil.copy2(root / SITE_CSS, src / "docs" / "assets" / "site.css")  # mkdocs.yml extra_css
     for warning in site.warnings:
         print(f"warning: {warning}")
     config.update(

@@ -11,11 +11,22 @@ inline code, so a heading with code in it got a link to an id the page does not 
 "Appendix: why `layers.BatchNorm`" linked #appendix-why; the heading is
 #appendix-why-layersbatchnorm). The table of contents of notebook pages is made again here from
 the headings as rendered (those of the markdown cells and markdown outputs, which carry an
-anchor link)."""
+anchor link).
 
+Notebook figures, embedded in the page as base64 data, are written beside the page as files
+(figures/<hash>.png): the page is lighter, and the zoom (mkdocs-glightbox, whose link to the
+image would otherwise repeat the whole data) opens the file. Table cells of prose get a class
+that keeps them readable on a phone (assets/site.css), and the notebooks' code and outputs are
+left out of the search index, so that a search result opens on the prose that explains."""
+
+import base64
+import hashlib
+import posixpath
 import re
+from pathlib import Path
 
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
 from mkdocs.structure.toc import get_toc
 
 EXTERNAL = r"""(?:https?:)?//[^"'\s)>]+"""
@@ -38,6 +49,14 @@ TAGS = [
 ]
 CSS = re.compile(rf"""(?:@import\s+|url\()\s*["']?({EXTERNAL})""", re.I)
 JS_IMPORT = re.compile(rf"""\bimport\s*\(?\s*["']({EXTERNAL})""")
+DATA_IMAGE = re.compile(r'(<img\b[^>]*?\bsrc=")data:image/(png|jpeg|gif|svg\+xml);base64,([^"]+)"')
+# The notebooks' code (shown, and the copy button's hidden text), text outputs and pandas
+# tables: left out of the search index. On these elements, not on the cells' divs: Material's
+# search parser matches the elements it skips by tag name, so the first nested div to close
+# would end the exclusion.
+SEARCH_EXCLUDED = re.compile(r"""<(pre|table|div(?= class="clipboard-copy-txt"))\b""")
+TABLE_CELL = re.compile(r"""<td(?P<attributes>[^>]*)>(?P<body>.*?)</td>""", re.S)
+PROSE_CELL = 40  # characters of text from which a table cell reads as prose
 HEADING = re.compile(
     r"""<h([1-6]) id="([^"]+)">(.*?)<a class="anchor-link" href="#\2">[^<]*</a>\s*</h\1>""", re.S
 )
@@ -69,8 +88,37 @@ def external_resources(html):
     return sorted(found)
 
 
+def _figure_files(html, page, config):
+    """`html` with its data-URI images written to files in the page's figures/ folder."""
+    folder = Path(config["site_dir"]) / posixpath.dirname(page.file.dest_uri) / "figures"
+
+    def write(match):
+        lead, kind, data = match.groups()
+        content = base64.b64decode(data)
+        name = f"{hashlib.sha256(content).hexdigest()[:16]}.{kind.split('+')[0]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+        return f'{lead}figures/{name}"'
+
+    return DATA_IMAGE.sub(write, html)
+
+
+def _mark_prose_cells(html):
+    def mark(match):
+        attributes, body = match.group("attributes"), match.group("body")
+        if "class=" in attributes or len(re.sub(r"<[^>]+>", "", body).strip()) < PROSE_CELL:
+            return match.group(0)
+        return f'<td class="prose"{attributes}>{body}</td>'
+
+    return TABLE_CELL.sub(mark, html)
+
+
+@event_priority(50)  # before mkdocs-glightbox wraps each image in a link to its source
 def on_page_content(html, page, config, files):
+    html = _mark_prose_cells(html)
     if page.file.src_uri.endswith(".ipynb"):
+        html = _figure_files(html, page, config)
+        html = SEARCH_EXCLUDED.sub(r"<\1 data-search-exclude", html)
         top = {"level": 0, "children": []}
         stack = [top]
         for level, anchor, title in HEADING.findall(html):

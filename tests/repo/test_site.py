@@ -17,6 +17,7 @@ import functools
 import http.server
 import importlib.util
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from urllib.request import urlopen
 
 import numpy as np
 import pytest
+from try_page_support import READY, TryPage, compare, data_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "docs").glob("[0-9][0-9]_*.ipynb"))
@@ -118,20 +120,38 @@ def browser(server):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.outside = []  # requests to any host but 127.0.0.1: aborted, listed here
-
-        def route(route):
-            if urlsplit(route.request.url).hostname == "127.0.0.1":
-                route.continue_()
-            else:
-                context.outside.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", route)
+        context = offline(browser.new_context(viewport={"width": 1280, "height": 900}))
         yield context
         context.close()
         browser.close()
+
+
+def offline(context):
+    """`context`, with requests to any host but 127.0.0.1 aborted and listed in `.outside`."""
+    context.outside = []
+
+    def route(route):
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            context.outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", route)
+    return context
+
+
+@pytest.fixture(scope="module")
+def phone(browser):
+    """A phone's browser (390x844 CSS pixels, touch), beside the desktop one."""
+    context = browser.browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+    )
+    yield offline(context)
+    context.close()
 
 
 def page_urls(site, server):
@@ -151,6 +171,8 @@ READ_PAGE = """async () => {
     const all = (selector) => [...document.querySelectorAll(selector)];
     return {
         links: all("a[href]").map(a => a.href),
+        link_texts: all(".md-content a[href]").map(a => [a.href, a.textContent.trim()]),
+        navigation_hidden: all(".md-sidebar--primary[hidden]").length > 0,
         ids: all("[id], a[name]").map(e => e.id || e.name),
         images: images.map(i => ({src: i.src.slice(0, 80), width: i.naturalWidth})),
         outputs: all(".jp-OutputArea-output").length,
@@ -306,20 +328,92 @@ def test_search_works_offline(server, browser):
     assert browser.outside == []
 
 
-# -- the Try it page ----------------------------------------------------------------------------
+# What a reader would find cut on a page: code that scrolls sideways instead of wrapping
+# (commands must read whole), a table wider than its place outside a box that scrolls within
+# the page, an empty table header row, a page wider than the screen. Rich's text tables (Keras'
+# model summary, whose output sets `white-space: pre` itself) are drawings: they scroll in
+# their own box, as tables do.
+CUT = """() => {
+    const shown = (e) => e.getClientRects().length > 0;
+    const width = document.documentElement.clientWidth;
+    const drawing = (pre) => pre.closest(".jp-OutputArea-output") &&
+        (pre.getAttribute("style") || "").replace(/\\s/g, "").includes("white-space:pre;");
+    const code = [...document.querySelectorAll("pre, pre > code")].filter(shown)
+        .filter(e => !drawing(e.closest("pre")) && e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.textContent.trim().split("\\n")[0].slice(0, 60));
+    const scrolls = (t) => {
+        for (let a = t; a && a !== document.body; a = a.parentElement) {
+            const overflow = getComputedStyle(a).overflowX;
+            if (["auto", "scroll"].includes(overflow) &&
+                a.getBoundingClientRect().right <= width + 1) return true;
+        }
+        return false;
+    };
+    const tables = [...document.querySelectorAll("table")].filter(shown).filter(t => {
+        const right = Math.min(width, t.parentElement.getBoundingClientRect().right);
+        return t.getBoundingClientRect().right > right + 1 && !scrolls(t);
+    }).map(t => t.textContent.trim().slice(0, 60));
+    const empty_headers = [...document.querySelectorAll("thead tr")]
+        .filter(r => shown(r) && !r.textContent.trim()).length;
+    return {code, tables, empty_headers, page_too_wide: document.documentElement.scrollWidth > width + 1};
+}"""
 
-# How close the page's probabilities must be to Python's, image by image and class by class.
-# fp32: both run XNNPack's float kernels, on x86 here and in WebAssembly there, which sum in
-# other orders and with or without fused multiply-adds: float32 rounding, measured around 1e-6;
-# 1e-4 is that with room, and far below anything a reader would see (the page shows 0.1 %).
-FP32_TOLERANCE = 1e-4
-# int8: the kernels are integer arithmetic, and the page and Python measured identical outputs;
-# the bound leaves room for one step of the int8 output (0.024 logits for the release) on one
-# class, where two builds of a kernel might round a requantisation differently: one step
-# moves a probability by at most about step / 4 = 0.006.
-INT8_TOLERANCE = 0.01
-TOLERANCE = {"fp32": FP32_TOLERANCE, "int8": INT8_TOLERANCE}
-READY = "['ready', 'done'].includes(document.getElementById('try-app').dataset.state)"
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_nothing_is_cut_on_a_desktop_or_a_phone(site, server, browser, phone, device, tmp_path):
+    """Every page at 1280 and at 390 pixels: no clipped code block, no table wider than the page
+    without a scroll container, no empty header row (screenshots of each page's first screen
+    are kept in the test's folder)."""
+    context = {"desktop": browser, "phone": phone}[device]
+    page = context.new_page()
+    found = {}
+    for url in page_urls(site, server):
+        page.goto(url, wait_until="load")
+        cut = page.evaluate(CUT)
+        if any(cut.values()):
+            found[url.removeprefix(server) or "home"] = cut
+        page.screenshot(path=tmp_path / f"{url.removeprefix(server).replace('/', '_')}.png")
+    page.close()
+    assert found == {}, f"cut at {device} width"
+    assert context.outside == []
+
+
+def is_file_name(text):
+    return "README" in text or text.strip("`").endswith((".md", ".ipynb"))
+
+
+def test_figures_zoom_and_links_read_as_page_titles(pages, server, browser):
+    """A click on a notebook figure enlarges it (mkdocs-glightbox), from an image file the
+    page links (not its base64 data a second time); no link to a page of the site is labelled
+    with the name of the file it was made from."""
+    page = browser.new_page()
+    page.goto(notebook_url(server, NOTEBOOKS[1]), wait_until="load")
+    figure = page.locator(".jp-OutputArea-output a.glightbox img").first
+    assert "/figures/" in figure.evaluate("i => i.closest('a').href")
+    figure.scroll_into_view_if_needed()
+    figure.click()
+    page.locator(".glightbox-container .gslide-image img").first.wait_for(timeout=10_000)
+    page.close()
+    named = {  # links to a page of the site labelled with the file it was made from
+        url: [t for href, t in page["link_texts"] if href.startswith(server) and is_file_name(t)]
+        for url, page in pages.items()
+    }
+    assert {url: texts for url, texts in named.items() if texts} == {}
+
+
+def test_one_page_tabs_hide_the_navigation_and_search_skips_notebook_code(site, pages, server):
+    """Home, Benchmarks and Guide are one page each: no left sidebar listing only themselves.
+    Search indexes the notebooks' prose, not their code, so a result opens on an explanation."""
+    for path in ("", "benchmarks/", "guide/"):
+        assert pages[server + path]["navigation_hidden"], path or "home"
+    assert not pages[notebook_url(server, NOTEBOOKS[0])]["navigation_hidden"]
+    index = json.loads((site / "search" / "search_index.json").read_text())["docs"]
+    notebook_text = " ".join(d["text"] for d in index if d["location"].startswith("notebooks/0"))
+    assert "MobileViT" in notebook_text
+    assert "os.environ.setdefault" not in notebook_text  # every notebook's first code cell
+
+
+# -- the Try it page ----------------------------------------------------------------------------
 
 
 def build_site_module():
@@ -338,23 +432,15 @@ def try_site(site):
     return folder
 
 
-def data_folder():
-    """The CIFAR-10 JPEG tree the project trains on, found as the project finds it (the variable
-    MOBILEVIT_DATA_DIR, else ../shared/data beside the repository), or None."""
-    from mobilevit_utils.data import resolve_local_root
-
-    for candidate in (os.environ.get("MOBILEVIT_DATA_DIR"), ROOT.parent / "shared" / "data"):
-        if candidate and Path(candidate).exists():
-            return resolve_local_root(candidate)
-    return None
+PARITY_PER_CLASS = 5  # 52 images in all: the parity is measured on at least 50
 
 
 @pytest.fixture(scope="module")
 def try_images(tmp_path_factory):
-    """The images the page classifies: one CIFAR-10 training JPEG per class, as they are (the
-    first of each class folder), and two made from one of them that need resizing: a wider
-    PNG (97x61) and a JPEG stored on its side with an EXIF orientation (rotated upright by
-    both sides). Without the data, deterministic images of the same kinds, never a skip."""
+    """The images the page classifies: the first five CIFAR-10 training JPEGs of each class, as
+    they are (50), and two made from one of them that need resizing: a wider PNG (97x61) and a
+    JPEG stored on its side with an EXIF orientation (rotated upright by both sides). Without
+    the data, deterministic images of the same kinds, never a skip."""
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("try-images")
@@ -363,13 +449,13 @@ def try_images(tmp_path_factory):
     if root is not None:
         train = root / "train" if (root / "train").is_dir() else root
         for class_folder in sorted(p for p in train.iterdir() if p.is_dir()):
-            first = sorted(class_folder.glob("*.jp*g"))[0]
-            paths.append(folder / f"{class_folder.name}_{first.name}")
-            paths[-1].write_bytes(first.read_bytes())
+            for image in sorted(class_folder.glob("*.jp*g"))[:PARITY_PER_CLASS]:
+                paths.append(folder / f"{class_folder.name}_{image.name}")
+                paths[-1].write_bytes(image.read_bytes())
         base = Image.open(paths[0]).convert("RGB")
     else:
         rng = np.random.default_rng(0)
-        for i in range(10):
+        for i in range(10 * PARITY_PER_CLASS):
             y, x = np.mgrid[0:32, 0:32]
             smooth = np.stack([x * 8 * (i % 3), y * 8, (x + y) * 4 * (i % 4)], -1)
             image = np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype("uint8")
@@ -387,89 +473,11 @@ def try_images(tmp_path_factory):
     return paths
 
 
-def python_answers(tflite, paths):
-    """Python's side: each file read by `data.read_image` (fitted to the input as the sidecar
-    says), prepared by the sidecar's `preprocessing`, run by `TFLiteModel` (ai_edge_litert);
-    returns (the input tensors, as the model takes them, and the probabilities)."""
-    import json
-
-    from mobilevit_utils.data import read_image
-    from mobilevit_utils.inference import TFLiteModel, predict_proba
-    from mobilevit_utils.models import Preprocessing
-
-    sidecar = json.loads(Path(tflite).with_suffix(".json").read_text())
-    model = TFLiteModel(tflite)
-    resize = {
-        key: bool(sidecar.get(key)) for key in ("crop_to_aspect_ratio", "pad_to_aspect_ratio")
-    }
-    size = tuple(sidecar["input_shape"][:2])
-    images = np.stack([read_image(path, size, **resize) for path in paths])
-    contract = {k: sidecar["preprocessing"][k] for k in ("channel_order", "scale", "in_model")}
-    prepared = Preprocessing(**contract).prepare(images)
-    return model._quantise(prepared), predict_proba(model, prepared)
-
-
-class TryPage:
-    """The Try it page in a browser tab, driven as a reader drives it."""
-
-    def __init__(self, context, url):
-        self.page = context.new_page()
-        self.errors = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.goto(url, wait_until="load")
-        self.page.wait_for_function(READY, timeout=120_000)
-
-    def use(self, model):
-        self.page.check(f'input[name="try-model"][value="{model}"]')
-        self.page.wait_for_function(f"tryIt.current === '{model}' && {READY}", timeout=60_000)
-
-    def classify(self, paths, model):
-        answers = []
-        for path in paths:
-            runs = self.page.evaluate("tryIt.runs")
-            self.page.set_input_files("#try-file", str(path))
-            self.page.wait_for_function(
-                f"tryIt.runs > {runs} && tryIt.last.image === {path.name!r} && "
-                f"tryIt.last.model === {model!r} && {READY}",
-                timeout=60_000,
-            )
-            answers.append(self.page.evaluate("tryIt.last"))
-        return answers
-
-    def close(self):
-        self.page.close()
-
-
-def compare(answers, tflite, paths, precision):
-    """Max |probability difference| and top-1 agreement of the page against Python, checked."""
-    inputs, probabilities = python_answers(tflite, paths)
-    rows = []
-    for path, answer, want_input, want in zip(paths, answers, inputs, probabilities):
-        got_input = np.asarray(answer["input"], dtype=want_input.dtype).reshape(want_input.shape)
-        # The same decoded, fitted, prepared pixels: any difference is the preprocessing's.
-        assert np.array_equal(got_input, want_input), f"{path.name}: the input tensors differ"
-        got = np.asarray(answer["probabilities"])
-        rows.append(
-            (np.abs(got - want).max(), got.argmax() == want.argmax(), answer["inferenceMs"])
-        )
-    worst = max(row[0] for row in rows)
-    agreement = np.mean([row[1] for row in rows])
-    print(
-        f"{precision} {Path(tflite).name}: {len(rows)} images, max |p diff| {worst:.2e}, "
-        f"top-1 agreement {agreement:.0%}, median {np.median([r[2] for r in rows]):.1f} ms/image"
-    )
-    assert worst <= TOLERANCE[precision], f"{precision}: probabilities differ by {worst}"
-    assert agreement == 1.0, f"{precision}: the top class differs on some images"
-    return worst
-
-
 def test_try_page_serves_the_release_and_litert_from_the_site(try_site):
     from mobilevit_utils import presets, training
 
     build_site = build_site_module()
     assert build_site.RELEASE == presets.PRESETS[training.RELEASED_PRESET].checkpoint
-    import json
 
     index = json.loads((try_site / "models" / "index.json").read_text())
     assert index["litert"] == json.loads((LITERT / "package.json").read_text())["version"]
@@ -495,6 +503,7 @@ def test_try_page_gives_python_litert_answers(try_site, server, browser, try_ima
         tflite = try_site / "models" / f"mobilevit_v2_050_cifar10_{precision}.tflite"
         worst[precision] = compare(answers, tflite, try_images, precision)
         assert len(answers[0]["top"]) == 5
+    assert len(try_images) >= 50
     shown = tab.page.locator("#try-results li").all_inner_texts()
     assert len(shown) == 5 and "%" in shown[0]
     assert "ms for this image" in tab.page.locator("#try-timing").inner_text()
@@ -503,25 +512,9 @@ def test_try_page_gives_python_litert_answers(try_site, server, browser, try_ima
     assert browser.outside == []
 
 
-def test_try_page_on_a_phone(try_site, server, browser, try_images):
+def test_try_page_on_a_phone(try_site, server, phone, try_images):
     """At a phone's viewport (390x844, touch): nothing wider than the screen, the camera offered,
     and an image classified with its five classes in view."""
-    phone = browser.browser.new_context(
-        viewport={"width": 390, "height": 844},
-        device_scale_factor=3,
-        is_mobile=True,
-        has_touch=True,
-    )
-    outside = []
-
-    def route(route):
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    phone.route("**/*", route)
     tab = TryPage(phone, server + "try/")
     page = tab.page
     wide = "document.documentElement.scrollWidth"
@@ -543,9 +536,8 @@ def test_try_page_on_a_phone(try_site, server, browser, try_images):
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
     assert page.evaluate(wide) <= 390
     tab.close()
-    phone.close()
     assert tab.errors == [], "console errors"
-    assert outside == []
+    assert phone.outside == []
 
 
 @pytest.fixture(scope="module")
@@ -586,7 +578,6 @@ def own_models(tmp_path_factory):
 def test_try_page_runs_your_own_model(try_site, server, browser, try_images, own_models, tmp_path):
     """The reader's .tflite and .json: their classes, their input contract, Python's answers;
     and a sidecar that does not fit the model is refused in one line, not a console error."""
-    import json
 
     tab = TryPage(browser, server + "try/")
     page = tab.page

@@ -43,3 +43,21 @@ def test_architecture_figure_reads_at_a_page_width():
     smallest = min(text.get_fontsize() for ax in fig.axes for text in ax.texts)
     assert smallest / 72 * 584 / width_inches >= 11
     plt.close(fig)
+
+
+def test_results_figure_keeps_the_page_width_for_its_plot():
+    """The front page's chart: the legend sits under the plot, so the plot spans the figure's
+    width (beside a ten-entry legend it had 45 %), and its text reads at the page's width."""
+    points = [
+        {"label": f"layout {i}, 12 epochs", "kind": "12 epochs", "macs": 20 + i, "accuracy": 80 + i}
+        for i in range(9)
+    ]
+    fig = plots.results_figure(points, noise_band=(81, 82), anchors=(("anchor", 90),), title="t")
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y1 <= ax.get_window_extent().y0  # under the axes, not beside them
+    assert ax.get_position().width >= 0.8
+    smallest = min(t.get_fontsize() for t in [*ax.get_legend().get_texts(), *ax.texts])
+    assert smallest / 72 * 584 / fig.get_size_inches()[0] >= 11
+    plt.close(fig)

@@ -239,10 +239,8 @@ def seed_spread(rows):
     """The noise: the spread (max - min) of the baseline's seeds' validation accuracy in points,
     or None while one seed has finished. The rows named `baseline...` are one recipe with
     different seeds; mobilevit_utils.tuning.seed_noise reads the same CSV the same way."""
-    seeds = [
-        float(row["val_accuracy"]) for name, row in rows.items() if name.startswith("baseline")
-    ]
-    return 100 * (max(seeds) - min(seeds)) if len(seeds) > 1 else None
+    seeds = arms(rows).get("baseline", {}).values()
+    return max(seeds) - min(seeds) if len(seeds) > 1 else None
 
 
 def arms(rows):

@@ -23,8 +23,12 @@ def test_executed_copy_runs_the_notebooks_code(notebook):
     assert code_cells(executed) == code_cells(notebook), (
         f"docs/{notebook.name} is out of date: rerun `make docs`"
     )
-    outputs = [c.get("outputs") for c in nbformat.read(executed, as_version=4).cells]
-    assert any(outputs), f"docs/{notebook.name} has no outputs"
+    cells = nbformat.read(executed, as_version=4).cells
+    assert any(c.get("outputs") for c in cells), f"docs/{notebook.name} has no outputs"
+    # The exercises (the last cell, tests/repo/test_solutions.py) are read on the site too.
+    assert cells[-1].source == nbformat.read(notebook, as_version=4).cells[-1].source, (
+        f"docs/{notebook.name}: copy the notebook's exercises cell (markdown, no rerun needed)"
+    )
 
 
 def test_cited_full_mode_times_are_those_the_executed_copies_record():

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("0*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+# The notebooks, and the worked solutions of their exercises (solutions/), which import alike.
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb")) + sorted(
+    (ROOT / "solutions").glob("0*.ipynb")
+)
 
 
 def package_names_used(notebook):
@@ -39,7 +43,7 @@ def package_names_used(notebook):
     return used
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: f"{path.parent.name}/{path.stem}")
 def test_every_name_a_notebook_uses_is_importable(notebook):
     used = package_names_used(notebook)
     assert used, "the notebook imports nothing from the package: the parser missed its imports"

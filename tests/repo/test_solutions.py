@@ -1,7 +1,8 @@
 """Every notebook ends with exercises, and every exercise has a worked solution that CI runs:
 solutions/<the notebook's name>.ipynb, one `## Exercise N · title` section per exercise, run by
 `make test` (nbval, quick mode) beside the notebooks. The executed copies in docs/ carry the same
-exercises cell, so readers of the site see them too."""
+exercises cell (tests/repo/test_docs.py), and the names a solution uses from the package are
+checked with the notebooks' (tests/repo/test_notebook_api.py)."""
 
 import importlib.util
 import re
@@ -13,7 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("0*.ipynb"))
-DOCS = ROOT / "docs"
 BADGE = re.compile(r"colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/(\S+?\.ipynb)")
 ITEM = re.compile(r"^\d+\. \*\*(.+?)\*\*", re.M)  # "1. **Title.** ..."
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -27,7 +27,6 @@ def load(name, path):
 
 
 clean_notebooks = load("clean_notebooks", ROOT / "tools" / "clean_notebooks.py")
-notebook_api = load("notebook_api", Path(__file__).parent / "test_notebook_api.py")
 
 
 def cells(path):
@@ -69,16 +68,6 @@ def test_notebook_ends_with_exercises_that_link_their_solution(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_executed_copy_carries_the_same_exercises(notebook):
-    executed = DOCS / notebook.name
-    if not executed.exists():
-        pytest.skip(f"docs/{notebook.name} not made yet (make docs)")
-    assert exercises(executed) == exercises(notebook), (
-        f"docs/{notebook.name}: copy the notebook's exercises cell (markdown, no rerun needed)"
-    )
-
-
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_solution_solves_each_exercise_in_order(notebook):
     solution = ROOT / "solutions" / notebook.name
     if not solution.exists():
@@ -109,18 +98,6 @@ def test_solution_is_committed_clean_and_set_up_like_a_notebook(path):
     assert "QUICK" in nb.cells[setup + 1].source, "quick mode (MOBILEVIT_QUICK=1) is what CI runs"
     assert "IN_COLAB" in nb.cells[setup + 2].source
     assert "setup_notebook" in nb.cells[setup + 3].source
-
-
-@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
-def test_every_name_a_solution_uses_is_importable(path):
-    used = notebook_api.package_names_used(path)
-    assert used, "the solution imports nothing from the package: the parser missed its imports"
-    missing = [
-        f"mobilevit_utils.{module}.{name}"
-        for module, name in sorted(used)
-        if not hasattr(importlib.import_module(f"mobilevit_utils.{module}"), name)
-    ]
-    assert not missing, f"{path.name} uses names the package no longer has: {missing}"
 
 
 def test_make_test_runs_and_lints_the_solutions():

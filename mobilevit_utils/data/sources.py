@@ -16,6 +16,7 @@ from mobilevit_utils.data.errors import DataError, DataUnavailableError
 from mobilevit_utils.data.folders import list_image_folder, resolve_local_root, training_folder
 from mobilevit_utils.environment import DATA_ENV, display_path
 from mobilevit_utils.environment import data_dir as default_data_dir
+from mobilevit_utils.run_files import atomic_path
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -152,9 +153,11 @@ def load_split_folder(
     labels = labels[kept]
     if cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, x=images, y=labels, skipped=np.asarray(skipped, dtype=str))
-        tmp.replace(cached)  # atomic: an interrupted write never leaves a corrupt cache
+        # Written under a name of its own, then renamed over the cache: an interrupted write
+        # never leaves a corrupt cache, and two processes decoding the same data at once each
+        # write a whole file (the last rename wins) instead of writing into one.
+        with atomic_path(cached) as temporary:
+            np.savez(temporary, x=images, y=labels, skipped=np.asarray(skipped, dtype=str))
     return images, labels, class_names, skipped
 
 

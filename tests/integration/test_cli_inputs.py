@@ -347,6 +347,85 @@ def test_a_tflite_file_ending_in_softmax_outputs_probabilities(project):
 
 
 # --------------------------------------------------------------------------------------------
+# Image files that a plain decoder gets wrong
+
+
+def spatial_classifier(folder, classes=("airplane", "automobile")):
+    """A plain Keras model whose scores depend on where each pixel is (one dense layer over all
+    of them), so that a photo on its side scores otherwise than upright; saved as
+    folder/model.keras with its class names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = keras.Input((32, 32, 3))
+    dense = keras.layers.Dense(len(classes))
+    model = keras.Model(
+        inputs, dense(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
+    )
+    kernel = np.random.default_rng(0).normal(0, 0.05, (32 * 32 * 3, len(classes)))
+    dense.set_weights([kernel.astype("float32"), np.zeros(len(classes), "float32")])
+    model.save(folder / "model.keras")
+    (folder / "model.json").write_text(json.dumps({"class_names": list(classes)}))
+    return folder / "model.keras"
+
+
+def awkward_images(folder):
+    """{awkward file: its plain copy}, all 24 tall x 16 wide as shown: a 16-bit grey PNG and
+    its 8-bit copy; a JPEG stored on its side (16 tall x 24 wide) with EXIF orientation 6 and
+    an upright copy (its own pixels turned 90 degrees clockwise, as a PNG). Also
+    folder/sideways.png, the JPEG's pixels as stored."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    grey = np.linspace(0, 255, 24 * 16).round().astype("uint8").reshape(24, 16)
+    Image.fromarray(grey.astype("uint16") * 257).save(folder / "deep.png")  # 0-65535
+    Image.fromarray(grey).save(folder / "grey.png")
+    with Image.open(folder / "deep.png") as deep:
+        assert deep.mode == "I;16"
+    stored = np.zeros((16, 24, 3), "uint8")
+    stored[..., 1] = np.linspace(0, 255, 24).round().astype("uint8")
+    stored[:6, :6] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    Image.fromarray(stored).save(folder / "phone.jpg", exif=exif, quality=95)
+    with Image.open(folder / "phone.jpg") as jpeg:
+        sensor = np.asarray(jpeg.convert("RGB"))  # the pixels as stored, EXIF ignored
+    Image.fromarray(np.ascontiguousarray(np.rot90(sensor, k=-1))).save(folder / "upright.png")
+    Image.fromarray(sensor).save(folder / "sideways.png")
+    return {folder / "deep.png": folder / "grey.png", folder / "phone.jpg": folder / "upright.png"}
+
+
+def test_sixteen_bit_and_exif_rotated_images_read_as_their_plain_copies(project, capsys):
+    """predict on a 16-bit PNG and on a phone photo with EXIF orientation 6 says what it says on
+    their 8-bit and upright copies; and the data loading that training, evaluation and int8
+    calibration go through (`load_dataset`, `load_split_folder`) decodes them to the same
+    pixels as `read_image` does those copies."""
+    model = spatial_classifier(project / "m")
+    pairs = awkward_images(project / "images")
+    sideways = project / "images" / "sideways.png"
+    files = [*pairs, *pairs.values(), sideways]
+    status, out, err = run(capsys, "predict", "--model", model, *files)
+    assert status == 0, err
+    said = dict(line.split(": ", 1) for line in out.splitlines())
+    assert sorted(said) == sorted(map(str, files)), out
+    for awkward, plain in pairs.items():
+        assert said[str(awkward)] == said[str(plain)], out
+    assert said[str(sideways)] != said[str(pairs[project / "images" / "phone.jpg"])], out
+
+    tree = project / "ds"
+    for awkward in pairs:
+        (tree / "train" / awkward.stem).mkdir(parents=True)
+        (tree / "train" / awkward.stem / awkward.name).write_bytes(awkward.read_bytes())
+    for image_size in (None, (32, 32)):  # as stored, and fitted to a model's input
+        dataset = data.load_dataset(tree, validation_split=0, image_size=image_size)
+        x, y, names, _ = data.load_split_folder(tree / "train", image_size=image_size)
+        assert names == dataset.class_names == ("deep", "phone")
+        for label, plain in enumerate(pairs.values()):
+            want = data.read_image(plain, image_size)
+            assert want.shape == ((24, 16, 3) if image_size is None else (32, 32, 3))
+            np.testing.assert_array_equal(dataset.x_train[dataset.y_train == label][0], want)
+            np.testing.assert_array_equal(x[y == label][0], want)
+
+
+# --------------------------------------------------------------------------------------------
 # Evaluation and export
 
 

@@ -33,7 +33,7 @@ import pytest
 from helpers import learnable_images, write_image_tree
 
 from mobilevit_utils import cli, data, training
-from mobilevit_utils.training import journal
+from mobilevit_utils.training import journal, runs
 
 CLASSES = ["airplane", "cat", "dog"]
 CACHES = ("data/cache/", "data/extracted/")  # the tool's own: files may be added there
@@ -398,27 +398,37 @@ def test_probe(probe, capsys, monkeypatch, name):
 
 
 def test_a_killed_train_changes_nothing_outside_its_folder(probe, capsys, monkeypatch):
-    """A real train killed at a random moment of its first seconds; then what a person would
-    run next on its folder: right, or one line."""
+    """A real train killed at a random moment once it has marked its run folder (from then on
+    it writes there, up to its end); then what a person would run next on its folder: right,
+    or one line. A train that ends before its kill proves nothing: tried again with shorter
+    delays (the last try kills as soon as the marker appears)."""
     monkeypatch.chdir(probe.root)
     monkeypatch.setenv("MOBILEVIT_ARTIFACTS", str(probe.root / "artifacts"))
-    run = probe.root / "cases" / "killed" / "run"
-    before = snapshot(probe.root)
-    delay = random.Random().uniform(2, 9)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mobilevit_utils", *map(str, _train(probe.images, run))],
-        cwd=probe.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MOBILEVIT_ARTIFACTS": str(probe.root / "artifacts")},
-    )
-    time.sleep(delay)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    allowed = ("cases/killed/run/",)
-    assert not changes(before, snapshot(probe.root), allowed), f"killed after {delay:.1f} s"
-    if not run.exists() or not any(run.iterdir()):
-        return  # killed before it wrote anything
+    rng = random.Random()
+    for attempt, within in enumerate((4.0, 1.0, 0.0)):
+        run = probe.root / "cases" / f"killed-{attempt}" / "run"
+        before = snapshot(probe.root)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mobilevit_utils", *map(str, _train(probe.images, run))],
+            cwd=probe.root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "MOBILEVIT_ARTIFACTS": str(probe.root / "artifacts")},
+        )
+        while not (run / runs.MARKER).exists() and process.poll() is None:
+            time.sleep(0.005)
+        delay = rng.uniform(0, within)
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(timeout=60) == -signal.SIGKILL
+            break
+        assert process.returncode == 0 and (run / runs.MARKER).exists(), process.returncode
+    else:
+        pytest.fail("every train ended before its kill, even one killed at once")
+    moment = f"killed {delay:.2f} s after the marker appeared"
+    allowed = (f"cases/killed-{attempt}/run/",)
+    assert not changes(before, snapshot(probe.root), allowed), moment
     for command in (
         ["predict", "--model", run / "model.keras", probe.good_image()],
         _train(probe.images, run),  # neither --resume nor --overwrite
@@ -426,4 +436,4 @@ def test_a_killed_train_changes_nothing_outside_its_folder(probe, capsys, monkey
         status, out, err = run_cli(capsys, command)
         # Right (its first epoch's checkpoint predicts; a train that found nothing ran), or one line.
         right = status == 0 and out.strip() and not err.strip()
-        assert right or one_line_error(status, err), (f"killed after {delay:.1f} s", command, err)
+        assert right or one_line_error(status, err), (moment, command, err)

@@ -74,3 +74,63 @@ def test_modules_and_functions_stay_small(path):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path.name}: functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+# One image decoder (issue 40): a second way to read image files would bring back the faults the
+# decoder fixes (EXIF orientation ignored, 16-bit images clipped to white, transparency shown
+# black), for whatever path used it.
+DECODER = PACKAGE / "data" / "decode.py"
+# What decodes an image file: Pillow's `Image.open`, Keras' `load_img` and
+# `image_dataset_from_directory`, TensorFlow's `tf.io.decode_*` / `tf.image.decode_*`, and
+# `imread` (OpenCV, imageio, Matplotlib).
+DECODING_NAMES = {"load_img", "image_dataset_from_directory", "imread"}
+# Modules other than the decoder allowed to use one of those, each with the reason: none now.
+DECODING_ALLOWED = {}
+
+
+def _dotted(node):
+    """`tf.io.decode_png` -> "tf.io.decode_png"; "" for what is not a chain of names."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else ""
+    return ""
+
+
+def _decodes(name):
+    parts = name.split(".")
+    return (
+        parts[-1] in DECODING_NAMES
+        or parts[-2:] == ["Image", "open"]
+        or (parts[-1].startswith("decode_") and len(parts) > 1 and parts[-2] in ("io", "image"))
+        or parts[-1] in ("decode_image", "decode_jpeg", "decode_png")
+    )
+
+
+def decoding_uses(path):
+    """Where `path` names an image-decoding function (called or passed on), as "line: name"."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Attribute | ast.Name):
+            names = [_dotted(node)]
+        else:
+            continue
+        found += [f"{node.lineno}: {name}" for name in names if name and _decodes(name)]
+    return found
+
+
+def test_the_decoder_is_the_only_module_that_decodes_images():
+    assert any("Image.open" in use for use in decoding_uses(DECODER))  # the check finds it
+    others = {
+        str(path.relative_to(PACKAGE)): uses
+        for path in SOURCES
+        if path != DECODER and (uses := decoding_uses(path))
+    }
+    unexplained = {path: uses for path, uses in others.items() if path not in DECODING_ALLOWED}
+    assert not unexplained, (
+        f"image files decoded outside {DECODER.relative_to(PACKAGE)}: {unexplained}; call "
+        "data.read_image (or data.decode_images) instead"
+    )

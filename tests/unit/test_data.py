@@ -67,6 +67,49 @@ def test_decoded_images_are_cached_and_reused(project, monkeypatch):
         data.load_dataset(project / "ds")
 
 
+def test_two_writers_of_one_cache_do_not_corrupt_it(project, monkeypatch):
+    """Two trains decoding the same data at once write the same cache: each writes a whole file
+    of its own and renames it, so the cache that stays loads and holds the data."""
+    import threading
+
+    make_tree(project / "ds")
+    together = threading.Barrier(2, timeout=30)
+    savez = np.savez
+
+    def savez_at_once(path, **arrays):  # both writers write at the same moment
+        together.wait()
+        savez(path, **arrays)
+        together.wait()  # and rename only once both have written
+
+    monkeypatch.setattr(np, "savez", savez_at_once)
+    results, failures = [], []
+
+    def load():
+        try:
+            results.append(data.load_split_folder(project / "ds" / "train"))
+        except BaseException as error:  # shown by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    (cached,) = (project / "data" / "cache").iterdir()  # one cache, no temporary left
+    assert not cached.name.startswith(".")
+    monkeypatch.setattr(np, "savez", savez)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again instead of using the cache")
+
+    monkeypatch.setattr(data.sources, "decode_images", fail)
+    x, y, _, _ = data.load_split_folder(project / "ds" / "train")
+    for written in results:
+        np.testing.assert_array_equal(x, written[0])
+        np.testing.assert_array_equal(y, written[1])
+
+
 def test_corrupted_file_is_named_or_skipped_and_non_images_ignored(project):
     make_tree(project / "ds")
     bad = project / "ds" / "train" / "dog" / "broken.jpg"

@@ -50,11 +50,14 @@ TAGS = [
 CSS = re.compile(rf"""(?:@import\s+|url\()\s*["']?({EXTERNAL})""", re.I)
 JS_IMPORT = re.compile(rf"""\bimport\s*\(?\s*["']({EXTERNAL})""")
 DATA_IMAGE = re.compile(r'(<img\b[^>]*?\bsrc=")data:image/(png|jpeg|gif|svg\+xml);base64,([^"]+)"')
-# The notebooks' code (shown, and the copy button's hidden text), text outputs and pandas
-# tables: left out of the search index. On these elements, not on the cells' divs: Material's
+# The notebooks' code (shown, and the copy button's hidden text), text outputs, pandas tables,
+# prompts ("In [1]:"), the copy button's "Copied!" and cell tags: left out of the search index. On these elements, not on the cells' divs: Material's
 # search parser matches the elements it skips by tag name, so the first nested div to close
 # would end the exclusion.
-SEARCH_EXCLUDED = re.compile(r"""<(pre|table|div(?= class="clipboard-copy-txt"))\b""")
+SEARCH_EXCLUDED = re.compile(
+    r"""<(pre|table|div(?= class="(?:clipboard-copy-txt|jp-InputPrompt|jp-OutputPrompt)\b)"""
+    r"""|span(?= class="(?:notice|cell-tag)"))\b"""
+)
 TABLE_CELL = re.compile(r"""<td(?P<attributes>[^>]*)>(?P<body>.*?)</td>""", re.S)
 PROSE_CELL = 40  # characters of text from which a table cell reads as prose
 HEADING = re.compile(

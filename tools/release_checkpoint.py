@@ -321,7 +321,7 @@ def results_markdown(results, run_dir, out_dir, data_dir=None):
     config = json.loads((run_dir / "config.json").read_text())
     command, unexpressed = train_command(config, data_dir, run_dir.as_posix())
     lines = [
-        "| released model | |",
+        f"| released model | `{out_dir.name}` |",
         "|---|---|",
         *(f"| {k} | {v} |" for k, v in rows),
         "",

@@ -104,14 +104,15 @@ def reliability_figure(table, ece):
 
 
 def mistakes_figure(
-    images, true_names, predicted_names, confidences, ncols=8, suptitle=None, size=1.6
+    images, true_names, predicted_names, confidences, ncols=4, suptitle=None, size=1.6
 ):
     """Gallery of predictions (by default the most confident mistakes), each image under two
     short lines: the prediction with its confidence, then the true class. A wrong prediction
-    is marked red: its line, and a frame around the image."""
+    is marked red: its line, and a frame around the image. Four columns by default, so that
+    the lines read at a page's width (about 600 pixels)."""
     images = list(images)
     nrows = max(1, int(np.ceil(len(images) / ncols)))
-    gap, head = 0.4, 0.35  # inches: the two lines above each image; the figure's title
+    gap, head = 0.45, 0.35  # inches: the two lines above each image; the figure's title
     height = nrows * size + nrows * gap + head
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, height), squeeze=False)
     fig.subplots_adjust(
@@ -134,7 +135,7 @@ def mistakes_figure(
         for spine in ax.spines.values():
             spine.set(visible=wrong, color=red, linewidth=3)
         lines = [
-            (f"pred: {predicted_names[i]} {confidences[i]:.0%}", red if wrong else "black", 13),
+            (f"pred: {predicted_names[i]} {confidences[i]:.0%}", red if wrong else "black", 15),
             (f"true: {true_names[i]}", "black", 3),
         ]
         for text, color, offset in lines:
@@ -146,7 +147,7 @@ def mistakes_figure(
                 textcoords="offset points",
                 ha="center",
                 va="bottom",
-                fontsize=7.5,
+                fontsize=9,
                 color=color,
                 fontweight="bold" if color == red else "normal",
             )

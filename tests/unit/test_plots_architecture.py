@@ -61,3 +61,20 @@ def test_results_figure_keeps_the_page_width_for_its_plot():
     smallest = min(t.get_fontsize() for t in [*ax.get_legend().get_texts(), *ax.texts])
     assert smallest / 72 * 584 / fig.get_size_inches()[0] >= 11
     plt.close(fig)
+
+
+def test_mistakes_gallery_reads_at_a_page_width():
+    """Each image's two lines are at least 11 pixels tall at the site's 584-pixel width (eight
+    columns shrank them to about 5) and stay within the image's column."""
+    import numpy as np
+
+    images = np.zeros((16, 32, 32, 3), "uint8")
+    names = ["automobile"] * 16
+    fig = plots.mistakes_figure(images, names, ["airplane"] * 16, np.full(16, 0.99))
+    fig.canvas.draw()
+    texts = [t for ax in fig.axes for t in ax.texts]
+    smallest = min(t.get_fontsize() for t in texts)
+    assert smallest / 72 * 584 / fig.get_size_inches()[0] >= 11
+    column = fig.get_size_inches()[0] * fig.dpi / 4
+    assert max(t.get_window_extent().width for t in texts) <= column
+    plt.close(fig)

@@ -364,8 +364,8 @@ def unfold_figure(height=8, width=8, patch_size=2):
 
 def results_figure(points, noise_band=None, anchors=(), title=""):
     """Accuracy against MACs per image: `points` are dicts with `label`, `macs` (M), `accuracy`
-    (%), optional `low`/`high` (the spread of its seeds) and `kind` (one marker per kind, so
-    that the legend, not crowded annotations, names each point); `noise_band` a (low, high)
+    (%) and optional `low`/`high` (the spread of its seeds); each point has its own marker and
+    colour, so that the legend, not crowded annotations, names it; `noise_band` a (low, high)
     shaded across the plot; `anchors` (label, accuracy) horizontal reference lines. The legend
     sits under the plot, one entry a line, so the plot keeps the page's whole width (a phone
     shows the figure at about 360 pixels) and the figure's height grows with its entries."""
@@ -373,9 +373,8 @@ def results_figure(points, noise_band=None, anchors=(), title=""):
     fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.24 * entries))
     if noise_band is not None:
         ax.axhspan(*noise_band, color="grey", alpha=0.2, label="12-epoch baseline's seed spread")
-    markers = {}
-    for point in points:
-        marker = markers.setdefault(point.get("kind", ""), "osD^vP*X"[len(markers) % 8])
+    for i, point in enumerate(points):
+        marker = "osD^vP*XpH<>"[i % 12]  # a shape per point: the legend reads without colour
         err = None
         if "low" in point:
             err = [[point["accuracy"] - point["low"]], [point["high"] - point["accuracy"]]]

@@ -1,5 +1,6 @@
-"""The Try it page's side of tests/repo/test_site.py: Python's answers for the same images,
-the page driven as a reader drives it, and the comparison of the two."""
+"""Helpers of tests/repo/test_site.py: what the browser reads from each page, and the Try it
+page's side (Python's answers for the same images, the page driven as a reader drives it, and
+the comparison of the two)."""
 
 import os
 from pathlib import Path
@@ -7,6 +8,60 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Read from each loaded page. Images get eager loading and are decoded before their size is read.
+READ_PAGE = """async () => {
+    const images = [...document.images];
+    await Promise.all(images.map(i => { i.loading = "eager"; return i.decode().catch(() => null); }));
+    const all = (selector) => [...document.querySelectorAll(selector)];
+    return {
+        links: all("a[href]").map(a => a.href),
+        link_texts: all(".md-content a[href]").map(a => [a.href, a.textContent.trim()]),
+        navigation_hidden: all(".md-sidebar--primary[hidden]").length > 0,
+        ids: all("[id], a[name]").map(e => e.id || e.name),
+        images: images.map(i => ({src: i.src.slice(0, 80), width: i.naturalWidth})),
+        outputs: all(".jp-OutputArea-output").length,
+        output_images: all(".jp-OutputArea-output img").filter(i => i.naturalWidth > 0).length,
+        code_cells: all(".jp-CodeCell .jp-InputArea").length,
+        cell_copy_buttons: all(".jp-CodeCell .jp-InputArea clipboard-copy").length,
+        code_blocks: all(".md-content pre > code").length,
+        copy_buttons: all(".md-content pre button[data-md-type=copy], .md-content pre button.md-clipboard").length,
+        colab: all(".notebook-links a").filter(a => a.textContent.includes("Colab")).map(a => a.href),
+        download: all(".notebook-links a[download]").map(a => a.href),
+        next: all("a.md-footer__link--next").map(a => a.href),
+    };
+}"""
+
+
+# What a reader would find cut on a page: code that scrolls sideways instead of wrapping
+# (commands must read whole), a table wider than its place outside a box that scrolls within
+# the page, an empty table header row, a page wider than the screen. Rich's text tables (Keras'
+# model summary, whose output sets `white-space: pre` itself) are drawings: they scroll in
+# their own box, as tables do.
+CUT = """() => {
+    const shown = (e) => e.getClientRects().length > 0;
+    const width = document.documentElement.clientWidth;
+    const drawing = (pre) => pre.closest(".jp-OutputArea-output") &&
+        (pre.getAttribute("style") || "").replace(/\\s/g, "").includes("white-space:pre;");
+    const code = [...document.querySelectorAll("pre, pre > code")].filter(shown)
+        .filter(e => !drawing(e.closest("pre")) && e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.textContent.trim().split("\\n")[0].slice(0, 60));
+    const scrolls = (t) => {
+        for (let a = t; a && a !== document.body; a = a.parentElement) {
+            const overflow = getComputedStyle(a).overflowX;
+            if (["auto", "scroll"].includes(overflow) &&
+                a.getBoundingClientRect().right <= width + 1) return true;
+        }
+        return false;
+    };
+    const tables = [...document.querySelectorAll("table")].filter(shown).filter(t => {
+        const right = Math.min(width, t.parentElement.getBoundingClientRect().right);
+        return t.getBoundingClientRect().right > right + 1 && !scrolls(t);
+    }).map(t => t.textContent.trim().slice(0, 60));
+    const empty_headers = [...document.querySelectorAll("thead tr")]
+        .filter(r => shown(r) && !r.textContent.trim()).length;
+    return {code, tables, empty_headers, page_too_wide: document.documentElement.scrollWidth > width + 1};
+}"""
 
 # How close the page's probabilities must be to Python's, image by image and class by class.
 # fp32: both run XNNPack's float kernels, on x86 here and in WebAssembly there, which sum in

@@ -119,6 +119,12 @@ def data_dir():
     return (root or Path.cwd()) / "data"
 
 
+def keras_home_dir():
+    """This project's folder beside Keras' own downloads: `~/.keras/mobilevit` (or under
+    `KERAS_HOME`): downloaded checkpoints, and caches that belong nowhere else."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "mobilevit"
+
+
 def artifacts_dir(*parts, create=True):
     """A folder under the artifacts root (`MOBILEVIT_ARTIFACTS` or `<repo>/artifacts`)."""
     base = os.environ.get(ARTIFACTS_ENV)

@@ -173,6 +173,19 @@ def confident_mistakes(report, top=16):
 # Report files
 
 
+# What `write_report` and `evaluate`'s model card write into the report folder.
+REPORT_FILES = (
+    "metrics.json",
+    "classification_report.csv",
+    "confused_pairs.csv",
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+    "reliability.png",
+    "misclassified.png",
+    "MODEL_CARD.md",
+)
+
+
 def write_report(report, out_dir, images=None, title=""):
     """Write metrics.json, classification_report.csv, confusion_matrix.png (counts),
     confusion_matrix_normalized.png, reliability.png and, with images, misclassified.png."""

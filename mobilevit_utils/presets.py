@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import os
 from pathlib import Path
 
-from mobilevit_utils import models
+from mobilevit_utils import environment, models
 from mobilevit_utils.errors import MissingDependencyError, MissingInputError, OfflineError
 from mobilevit_utils.run_files import RunMetadata
 
@@ -114,7 +113,7 @@ def packaged_checkpoints():
 
 def cache_dir():
     """Where downloaded checkpoints are kept: beside Keras' own downloads."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "mobilevit"
+    return environment.keras_home_dir()
 
 
 FILES = ("model.keras", "metadata.json")

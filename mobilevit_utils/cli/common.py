@@ -152,6 +152,26 @@ def check_output_folder(flag, path):
         return
 
 
+def check_outside_data(out, data_dir, why):
+    """Refuse an --out inside the data folder (--data-dir, else $MOBILEVIT_DATA_DIR): what is
+    written there would be read as part of the data (a class folder), or change it. `why`:
+    what would go wrong, for the message."""
+    from mobilevit_utils.environment import DATA_ENV
+
+    flag = "--data-dir"
+    if data_dir is None and os.environ.get(DATA_ENV):
+        flag, data_dir = f"${DATA_ENV}", os.environ[DATA_ENV]
+    if data_dir is None:
+        return
+    check_input_folder(flag, data_dir)
+    data = Path(data_dir).expanduser().resolve()
+    if Path(out).expanduser().resolve().is_relative_to(data):
+        raise CLIError(
+            f"--out {out} is inside {flag} {data_dir}: {why}; choose an output folder outside "
+            "the data"
+        )
+
+
 def check_input_folder(flag, path, what="class folders of images"):
     """Refuse a data flag naming a file (a folder is expected); a missing folder is left to the
     data loader, whose message says what the folder should hold."""

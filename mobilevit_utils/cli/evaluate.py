@@ -10,6 +10,7 @@ from mobilevit_utils.cli.common import (
     add_skip_flag,
     check_input_folder,
     check_output_folder,
+    check_outside_data,
     on_error,
 )
 
@@ -38,6 +39,11 @@ def add_parser(sub):
     add_skip_flag(p, follows_run=True)
     p.add_argument("--out", required=True, help="report folder (and its MODEL_CARD.md)")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report files (and MODEL_CARD.md) already in --out",
+    )
+    p.add_argument(
         "--flip-tta",
         action="store_true",
         help="average the predictions for each image and its mirror image",
@@ -55,7 +61,14 @@ def run(args):
     from mobilevit_utils.run_files import RunMetadata
 
     check_output_folder("--out", args.out)
+    check_outside_data(args.out, args.data_dir, "the report would be written into the data")
     check_input_folder("--data-dir", args.data_dir, "<split>/<class>/ images")
+    existing = [name for name in evaluation.REPORT_FILES if (Path(args.out) / name).exists()]
+    if existing and not args.overwrite:
+        raise CLIError(
+            f"--out {args.out} already holds {', '.join(existing)}: pass --overwrite to "
+            "replace them, or choose another --out folder"
+        )
     model, metadata = inference.load_classifier(args.model)
     x, y, class_names, source = evaluation.evaluation_data(
         metadata, args.data_dir, args.split, on_error=on_error(args, metadata, args.data_dir)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import os
 import shlex
 import typing
 from pathlib import Path
@@ -20,8 +19,8 @@ from pathlib import Path
 from mobilevit_utils.cli.common import (
     CLIError,
     add_skip_flag,
-    check_input_folder,
     check_output_folder,
+    check_outside_data,
     on_error,
 )
 
@@ -252,8 +251,8 @@ def add_parser(sub):
         choices=sorted(training.RECIPES),
         help="recipe: quick (a tiny check, seconds), cpu (64 epochs: 144 min of fit on "
         "CIFAR-10's 50,000 images on 2 CPU cores, the released model's run; more or larger "
-        "images take longer), gpu (the full 200-epoch recipe, "
-        "for a GPU), finetune (start from a trained model, for your own images); default "
+        "images take longer), gpu (200 epochs for one GPU, scaled from cpu's measured "
+        "choices; never run on a GPU yet), finetune (start from a trained model, for your own images); default "
         f"{DEFAULT_PRESET}; with --resume, the run's own",
     )
     p.add_argument(
@@ -352,22 +351,10 @@ def check_recipe(config, overrides):
 def check_paths(args):
     """Refuse, before anything is written, an --out that cannot be a new run folder: a file, in
     an unwritable folder, or inside the data (where it would be read as a class)."""
-    from mobilevit_utils.environment import DATA_ENV
-
-    out = Path(args.out).expanduser()
-    check_output_folder("--out", out)
-    flag, data_dir = ("--data-dir", args.data_dir) if args.data_dir else (None, None)
-    if data_dir is None and os.environ.get(DATA_ENV):
-        flag, data_dir = f"${DATA_ENV}", os.environ[DATA_ENV]
-    if data_dir is None:
-        return
-    check_input_folder(flag, data_dir)
-    data = Path(data_dir).expanduser().resolve()
-    if out.resolve().is_relative_to(data):
-        raise CLIError(
-            f"--out {args.out} is inside {flag} {data_dir}: the run would be read as part of "
-            "the data (a class folder); choose an output folder outside the data"
-        )
+    check_output_folder("--out", args.out)
+    check_outside_data(
+        args.out, args.data_dir, "the run would be read as part of the data (a class folder)"
+    )
 
 
 def reproducing_command(args, config):

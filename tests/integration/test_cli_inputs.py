@@ -450,6 +450,21 @@ def test_f1_covers_the_classes_present_and_names_the_absent(project, capsys):
     assert status == 0, err
     assert "1 of the model's 3 classes have no images here (bird)" in out
 
+    # The report folder: every file evaluate wrote is one it knows (REPORT_FILES); a second
+    # evaluate into it is refused without --overwrite, changing nothing; one into the data
+    # is refused before anything is written.
+    written = {path.name for path in (project / "r").iterdir()}
+    assert written <= set(evaluation.REPORT_FILES) and "MODEL_CARD.md" in written
+    stamps = {path.name: path.stat().st_mtime_ns for path in (project / "r").iterdir()}
+    again = ["evaluate", "--model", model_path, "--data-dir", tree, "--out", project / "r"]
+    refused(capsys, *again, says=["already holds metrics.json", "--overwrite"])
+    assert stamps == {path.name: path.stat().st_mtime_ns for path in (project / "r").iterdir()}
+    status, out, err = run(capsys, *again, "--overwrite")
+    assert status == 0, err
+    before = sorted(path.relative_to(tree) for path in tree.rglob("*"))
+    refused(capsys, *again[:-1], tree / "report", says=["is inside --data-dir", "into the data"])
+    assert sorted(path.relative_to(tree) for path in tree.rglob("*")) == before
+
 
 def test_int8_export_with_one_calibration_image_per_class(project, capsys):
     pytest.importorskip("ai_edge_litert")

@@ -110,6 +110,29 @@ def test_two_writers_of_one_cache_do_not_corrupt_it(project, monkeypatch):
         np.testing.assert_array_equal(y, written[1])
 
 
+def test_the_cache_never_lands_inside_the_data(tmp_path, monkeypatch):
+    """Outside a checkout the cache goes to ./data/cache: where the dataset itself is ./data
+    (classes in it, or train/ and test/), that would add a `cache` "class" to it and break the
+    next run. It goes beside Keras' downloads instead, and the data folder is left as it was."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOBILEVIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    make_tree(tmp_path / "data")  # data/train/<class>/...
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*"))
+    first = data.load_dataset(tmp_path / "data")
+    again = data.load_dataset(tmp_path / "data")  # the next run reads the same classes
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*")) == before
+    assert list((tmp_path / "home" / "mobilevit" / "cache").glob("*.npz"))
+    assert again.class_names == first.class_names
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    monkeypatch.chdir(flat)
+    make_tree(flat, split="data")  # the classes directly in ./data
+    data.load_dataset(flat / "data")
+    assert not (flat / "data" / "cache").exists()
+    assert data.load_dataset(flat / "data").class_names == first.class_names
+
+
 def test_corrupted_file_is_named_or_skipped_and_non_images_ignored(project):
     make_tree(project / "ds")
     bad = project / "ds" / "train" / "dog" / "broken.jpg"

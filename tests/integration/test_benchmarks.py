@@ -224,3 +224,26 @@ def test_arms_judge_a_training_change_by_each_arms_spread():
         "| ema | 42: 84.00, 43: 85.00, 44: 86.00 | 85.00 ± 1.00 | baseline |"
         in ablations.arm_table(rows)
     )
+
+
+def test_gpu_recipe_scales_the_measured_cpu_choices():
+    """The `gpu` recipe, never run on a GPU, follows the rules benchmarks/README.md states: the
+    cpu recipe's layout, policy and label smoothing, no EMA; the SGD ablation's optimiser with
+    its rate scaled linearly with the batch; the cpu recipe's share of warm-up."""
+    from mobilevit_utils import training
+
+    cpu, gpu = training.RECIPES["cpu"], training.RECIPES["gpu"]
+    assert (gpu.model, gpu.augmentation, gpu.label_smoothing) == (
+        cpu.model,
+        cpu.augmentation,
+        cpu.label_smoothing,
+    )
+    assert not gpu.ema and not gpu.weight_averaging and gpu.transformer_dropout == 0
+    sgd = ablations.SGD
+    assert (gpu.optimizer, gpu.weight_decay) == (sgd["optimizer"], sgd["weight_decay"])
+    assert gpu.learning_rate == pytest.approx(
+        sgd["learning_rate"] * gpu.batch_size / cpu.batch_size
+    )
+    assert round(gpu.epochs * cpu.warmup_epochs / cpu.epochs) == gpu.warmup_epochs
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    assert "**Never run on a GPU.**" in readme.split("## The `gpu` recipe")[1]

@@ -10,10 +10,13 @@ For each input size and each model (MobileViT-XXS and MobileViTv2 width 0.5):
   median of --runs calls of the ai_edge_litert interpreter on one thread, in ms.
 
 At 256x256 every implementation builds the ImageNet layout (1,000 classes). At 32x32 this
-project builds its CIFAR layouts (`xxs_cifar`, `v2_050_cifar`: the released model's), the peers
-their ImageNet layout at that input (10 classes): the table names each one's parameters.
+project builds its CIFAR layouts (`xxs_cifar`, `v2_050_cifar`: the released model's, output
+stride 8), the peers their ImageNet layout at that input (10 classes, output stride 32): their
+last MobileViT blocks see 2x2 and 1x1 maps, a single token to attend to, so they are cheaper
+and not the same network (transformers' MobileViTV2 cannot unfold the 1x1 map at all).
+Parameters are the trainable ones (Keras' BatchNorm statistics are weights, torch's buffers).
 
-    pip install kimm==0.2.5        # transformers and torch: the `reference` extra
+    pip install -e ".[peers,reference]"   # kimm; transformers and torch
     python benchmarks/peers.py                        # 256 and 32, all peers installed
     python benchmarks/peers.py --sizes 32 --steps 2   # a quick look
 """
@@ -70,14 +73,15 @@ def kimm_model(name, size, num_classes):
     model = cls(
         input_shape=(size, size, 3),
         weights=None,
-        num_classes=num_classes,
+        classes=num_classes,
         classifier_activation=None,
     )
     return f"kimm.models.{MODELS[name][2]}", model
 
 
 def keras_columns(model, size, num_classes, args):
-    """(params, training img/s, inference img/s, TFLite fp32 ms) of a Keras model."""
+    """(trainable parameters, training img/s, inference img/s, TFLite fp32 ms) of a Keras
+    model."""
     import keras
 
     from mobilevit_utils import export
@@ -90,7 +94,8 @@ def keras_columns(model, size, num_classes, args):
     train = best_rate(lambda: model.train_on_batch(x, y), len(x), steps=args.steps)
     infer = export.keras_inference_fn(model)
     inference = best_rate(lambda: infer(x), len(x), steps=args.steps)
-    return model.count_params(), train, inference, litert_latency_ms(model, x[:1], args.runs)
+    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)  # as torch counts them
+    return params, train, inference, litert_latency_ms(model, x[:1], args.runs)
 
 
 def litert_latency_ms(model, image, runs):
@@ -137,7 +142,7 @@ def transformers_training_rate(name, size, num_classes, args):
         optimizer.step()
 
     rate = best_rate(step, len(x), steps=args.steps)
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return type(model).__name__, params, rate
 
 

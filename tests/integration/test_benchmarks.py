@@ -247,3 +247,15 @@ def test_gpu_recipe_scales_the_measured_cpu_choices():
     assert round(gpu.epochs * cpu.warmup_epochs / cpu.epochs) == gpu.warmup_epochs
     readme = (ROOT / "benchmarks" / "README.md").read_text()
     assert "**Never run on a GPU.**" in readme.split("## The `gpu` recipe")[1]
+
+
+def test_peers_table_is_the_committed_run():
+    """benchmarks/README.md's peers table is the output of `python benchmarks/peers.py`, as
+    committed in benchmarks/results/peers.txt, row for row."""
+    committed = (ROOT / "benchmarks" / "results" / "peers.txt").read_text().splitlines()
+    assert committed[0] == "$ python benchmarks/peers.py"
+    rows = [line for line in committed if line.startswith("|")]
+    readme = (ROOT / "benchmarks" / "README.md").read_text().split("## Peers, side by side")[1]
+    section = readme.split("\n## ")[0]
+    assert [line for line in section.splitlines() if line.startswith("|")] == rows
+    assert len(rows) >= 2 + 8  # header, rule, and at least the 256x256 and 32x32 rows

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,litert,backends,reference,site
+EXTRAS ?= dev,litert,backends,reference,site,peers
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 # Worked solutions to each notebook's exercises (one per notebook, same name); CI runs them too.
 SOLUTIONS := $(sort $(wildcard solutions/0*.ipynb))

@@ -182,6 +182,12 @@ RUNS = {
     ),
     "v2-sgd-seed43": ("SGD on v2, seed 43", {**SGD, "seed": 43}, None),
     "v2-sgd-seed44": ("SGD on v2, seed 44", {**SGD, "seed": 44}, None),
+    "release-sgd": (
+        "the released recipe (v2 width 0.5, 64 epochs) with SGD (Nesterov momentum 0.9, peak "
+        "rate 0.1, decoupled weight decay 5e-3) instead of AdamW",
+        {**SGD, "epochs": 64},
+        None,
+    ),
     "release-erasing-late": (
         "the released recipe (v2 width 0.5, 64 epochs) with random erasing in the second half",
         {"model": "v2_050_cifar", "epochs": 64, "augmentation": "light_erasing_late"},

@@ -73,15 +73,11 @@ def test_report_files(tmp_path):
     report = evaluation.evaluate_predictions(y_true, one_hot_probs(pred, 4), list("abcd"))
     images = np.zeros((20, 8, 8, 3), np.uint8)
     written = evaluation.write_report(report, tmp_path, images=images)
-    for name in (
-        "metrics.json",
-        "classification_report.csv",
-        "confused_pairs.csv",
-        "confusion_matrix.png",
-        "confusion_matrix_normalized.png",
-        "reliability.png",
-        "misclassified.png",
-    ):
+    # Every file evaluation.REPORT_FILES names but the model card (evaluate's CLI writes it),
+    # and nothing else: `evaluate --out` guards exactly these against being overwritten.
+    expected = set(evaluation.REPORT_FILES) - {"MODEL_CARD.md"}
+    assert {path.name for path in tmp_path.iterdir()} == expected
+    for name in expected:
         assert (tmp_path / name).stat().st_size > 0, name
     assert set(written) == {
         "confusion_matrix",

@@ -13,7 +13,12 @@ import numpy as np
 
 from mobilevit_utils.data import decode
 from mobilevit_utils.data.errors import DataError, DataUnavailableError
-from mobilevit_utils.data.folders import list_image_folder, resolve_local_root, training_folder
+from mobilevit_utils.data.folders import (
+    SPLITS,
+    list_image_folder,
+    resolve_local_root,
+    training_folder,
+)
 from mobilevit_utils.environment import DATA_ENV, display_path, keras_home_dir
 from mobilevit_utils.environment import data_dir as default_data_dir
 from mobilevit_utils.run_files import atomic_path
@@ -98,9 +103,6 @@ def _cache_key(root, paths, *extra):
     return digest.hexdigest()[:16]
 
 
-SPLIT_NAMES = {"train", "test", "val", "valid", "validation"}
-
-
 def cache_file(root, key):
     """`data/cache/<dataset>-<split>-<key>.npz`, named after the resolved folder: never a name
     starting with "-" (which a shell command would take for an option). Never inside the data
@@ -110,7 +112,7 @@ def cache_file(root, key):
     parts = [part.lstrip("-.") for part in (resolved.parent.name, resolved.name)]
     name = "-".join([*(part for part in parts if part), key])
     folder = default_data_dir() / "cache"
-    data = resolved.parent if resolved.name.lower() in SPLIT_NAMES else resolved
+    data = resolved.parent if resolved.name in SPLITS else resolved
     if folder.resolve().is_relative_to(data):
         folder = keras_home_dir() / "cache"
     return folder / f"{name}.npz"

@@ -58,7 +58,7 @@ browser:
 # are the longest).
 test: install lint
 	MOBILEVIT_QUICK=1 $(BIN)/python -m pytest $(NOTEBOOKS) $(SOLUTIONS) tests -n 2 \
-		--nbval-lax --nbval-current-env --durations=20
+		--nbval-lax --nbval-current-env --durations=40
 
 # The edit-test loop (a few minutes): lint, then the unit lane and the repository checks that
 # need no browser and run nothing (tests/unit, tests/repo; markers in tests/conftest.py).

@@ -1,5 +1,6 @@
 """Small synthetic data shared by tests and their subprocess scripts."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,20 @@ def refused(capsys, *args, says):
     for part in [says] if isinstance(says, str) else says:
         assert part in err, err
     return err
+
+
+# XLA's CPU backend compiles JAX's steps (and eager ops) without LLVM optimisation here: the
+# tests check what the code computes, not how fast, and a JAX run spends most of its time
+# compiling (backend_roundtrip.py on 2 cores: 177 s at the default level, 126 s at level 0).
+# TensorFlow, whose XLA steps gained nothing from it, keeps the default.
+FAST_XLA_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def backend_env(backend, xla_flags=()):
+    """os.environ for a subprocess on `backend`, with quiet TensorFlow logs; `xla_flags` are
+    added to XLA_FLAGS (and, on JAX, the fast compile above)."""
+    flags = [*xla_flags, *([FAST_XLA_COMPILE] if backend == "jax" else [])]
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if flags:
+        env["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+    return env

@@ -2,12 +2,12 @@
 file saved by one backend loads in another with the same outputs."""
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import backend_env
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 SCRIPT = Path(__file__).with_name("backend_roundtrip.py")
@@ -22,10 +22,9 @@ def shared_dir(tmp_path_factory):
 def test_train_save_reload_across_backends(backend, shared_dir):
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         pytest.skip(f"{backend} is not installed (pip install -e .[backends])")
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(shared_dir)],
-        env=env,
+        env=backend_env(backend),
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,12 +1,12 @@
 """Training runs on every backend, and scales out over two logical CPU devices."""
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import backend_env
 
 SCRIPT = Path(__file__).with_name("distributed_train.py")
 
@@ -15,11 +15,7 @@ SCRIPT = Path(__file__).with_name("distributed_train.py")
 def test_training_on_backend(backend, devices, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    }
+    env = backend_env(backend, ["--xla_force_host_platform_device_count=2"])
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path / "run")],
         env=env,

@@ -7,12 +7,12 @@ tests/integration/preset_runs.py for what is checked.
 """
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import backend_env
 
 from mobilevit_utils import training
 
@@ -23,12 +23,7 @@ SCRIPT = Path(__file__).with_name("preset_runs.py")
 def test_every_recipe_trains_reloads_and_evaluates(backend, tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (pip install -e .[backends])")
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts"),
-    }
+    env = {**backend_env(backend), "MOBILEVIT_ARTIFACTS": str(tmp_path / "artifacts")}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path)],
         env=env,

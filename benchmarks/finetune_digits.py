@@ -36,7 +36,7 @@ from benchmarks.readme_tables import write_csv  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = (10, 50, 125)
-SEEDS = (0, 1)
+SEEDS = (0, 1, 2)
 METHODS = ("fine-tuned", "from scratch")
 COLUMNS = ("images_per_class", "method", "seed", "epochs", "test_accuracy", "train_time_s")
 
@@ -162,11 +162,28 @@ def summary(rows):
     return {key: (float(np.mean(values)), values) for key, values in sorted(table.items())}
 
 
+def difference(rows, n):
+    """Fine-tuned minus from scratch at `n` images per class, in points: the difference of the
+    seeds' means, its Welch 95 % interval and verdict (ablations.arm_comparison: 3 seeds each
+    needed), or None where a method has no run."""
+    from benchmarks.ablations import arm_comparison
+
+    arms = [
+        {
+            int(r["seed"]): 100 * float(r["test_accuracy"])
+            for r in rows
+            if int(r["images_per_class"]) == n and r["method"] == method
+        }
+        for method in METHODS
+    ]
+    return arm_comparison(*arms) if all(arms) else None
+
+
 def markdown(rows, test_images):
     table = summary(rows)
     lines = [
-        "| images per class | fine-tuned | from scratch | difference |",
-        "|---|---|---|---|",
+        "| images per class | fine-tuned | from scratch | difference (95 % CI) | verdict |",
+        "|---|---|---|---|---|",
     ]
     for n in sorted({n for n, _ in table}):
         cells = []
@@ -177,17 +194,20 @@ def markdown(rows, test_images):
                 if mean is None
                 else f"{100 * mean:.1f} % ({', '.join(f'{100 * v:.1f}' for v in values)})"
             )
-        both = all((n, m) in table for m in METHODS)
-        diff = (
-            f"{100 * (table[(n, METHODS[0])][0] - table[(n, METHODS[1])][0]):+.1f} points"
-            if both
-            else "-"
-        )
-        lines.append(f"| {n} | {cells[0]} | {cells[1]} | {diff} |")
+        compared = difference(rows, n)
+        diff, verdict = "-", "-"
+        if compared:
+            delta, interval, verdict = compared
+            diff = f"{delta:+.1f} points" + (
+                f" ({interval[0]:+.1f} to {interval[1]:+.1f})" if interval else ""
+            )
+        lines.append(f"| {n} | {cells[0]} | {cells[1]} | {diff} | {verdict} |")
     epochs = sorted({str(row["epochs"]) for row in rows})
     return "\n".join(lines) + (
         f"\n\nTest accuracy on the same {test_images:,} held-out digits: the mean over seeds, "
-        f"each seed's in brackets; {'/'.join(epochs)} epochs either way. "
+        f"each seed's in brackets; {'/'.join(epochs)} epochs either way. The difference's "
+        "interval is Welch's (`scipy.stats.ttest_ind`, each method's seeds as one arm): "
+        '"helps" where it lies above zero. '
         "Made by `python benchmarks/finetune_digits.py`. The finetune preset's learning rates "
         "were chosen on training digits held out from a 50-per-class run, never on these test "
         "digits ([finetune_digits_lr.txt](finetune_digits_lr.txt))."

@@ -3,7 +3,8 @@
 Both see every image, so the comparison is paired: what matters is the images that one gets
 right and the other wrong (the discordant pairs), not the spread between training seeds.
 McNemar's exact test asks whether those split evenly; a paired bootstrap over the images gives an
-interval for the difference in accuracy. (Training changes are judged differently: by the spread
+interval for the difference in accuracy, and `paired_interval` one for any other score computed
+from the images (a calibration error, say). (Training changes are judged differently: by the spread
 of each arm over several seeds; see benchmarks/ablations.py.)
 """
 
@@ -92,3 +93,28 @@ def paired_comparison(correct_a, correct_b, confidence=0.95, resamples=2000, see
         interval=interval,
         confidence=confidence,
     )
+
+
+def paired_interval(score, y_true, outputs_a, outputs_b, confidence=0.95, resamples=1000, seed=0):
+    """score(y_true, outputs_b) - score(y_true, outputs_a) on the same images, with its paired
+    bootstrap interval (the images are resampled, each keeping both outputs): (difference,
+    (low, high)). `score` is any per-set statistic, e.g. evaluation.expected_calibration_error."""
+    from scipy import stats
+
+    y, a, b = np.asarray(y_true), np.asarray(outputs_a), np.asarray(outputs_b)
+    if not (len(y) == len(a) == len(b) > 0):
+        raise ValueError(
+            f"Expected the same images in all three; got {len(y)}, {len(a)}, {len(b)}."
+        )
+    # Resampling image indices keeps each image's label and both outputs together (paired).
+    result = stats.bootstrap(
+        (np.arange(len(y)),),
+        lambda i: score(y[i], b[i]) - score(y[i], a[i]),
+        vectorized=False,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return float(score(y, b) - score(y, a)), (float(interval.low), float(interval.high))

@@ -51,3 +51,38 @@ def test_the_interval_is_seeded_and_narrows_with_more_images():
 def test_it_refuses_arrays_that_are_not_the_same_images():
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_comparison(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_fast_calibration_error_is_the_tables():
+    """evaluation.expected_calibration_error, bootstrapped below, equals calibration()'s ECE."""
+    from mobilevit_utils import evaluation
+
+    rng = np.random.default_rng(1)
+    probabilities = rng.dirichlet(np.full(10, 0.3), size=700)
+    y = rng.integers(0, 10, 700)
+    y[:400] = probabilities[:400].argmax(-1)  # right more often when confident: a realistic mix
+    for bins in (5, 15, 50):
+        ece, _ = evaluation.calibration(y, probabilities, bins=bins)
+        assert evaluation.expected_calibration_error(y, probabilities, bins) == pytest.approx(ece)
+
+
+def test_paired_interval_of_a_score_finds_a_real_change_and_none_in_a_copy():
+    from mobilevit_utils import evaluation
+    from mobilevit_utils.comparison import paired_interval
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 10, 2000)
+    right = rng.random(2000) < 0.8
+    predicted = np.where(right, y, (y + 1) % 10)
+    honest = np.full((2000, 10), 0.2 / 9)
+    honest[np.arange(2000), predicted] = 0.8  # says 80 %, right 80 % of the time
+    overconfident = np.full((2000, 10), 0.01 / 9)
+    overconfident[np.arange(2000), predicted] = 0.99
+    score = evaluation.expected_calibration_error
+    change, (low, high) = paired_interval(score, y, honest, overconfident, resamples=300)
+    assert change == pytest.approx(score(y, overconfident) - score(y, honest))
+    assert 0.15 < low <= change <= high  # about 0.19 worse, and the interval excludes zero
+    same, (low, high) = paired_interval(score, y, honest, honest.copy(), resamples=300)
+    assert same == low == high == 0.0
+    with pytest.raises(ValueError, match="same images"):
+        paired_interval(score, y, honest, honest[:10])

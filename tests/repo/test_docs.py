@@ -50,6 +50,8 @@ def test_cited_full_mode_times_are_those_the_executed_copies_record():
     paragraph = (ROOT / "notebooks" / "README.md").read_text().split("Full mode (")[1]
     cited = dict(re.findall(r"\b(0\d) ([\d,]+) s\b", paragraph.split("\n\n")[0]))
     assert cited == {name[:2]: f"{seconds:,}" for name, seconds in measured.items()}
+    in_all = re.search(r"(\d+) minutes in all", paragraph)
+    assert in_all and int(in_all.group(1)) == round(sum(measured.values()) / 60)
     hours = {"one": 1, "two": 2, "three": 3}
     said = re.search(r"runs the full series, about (\w+)\s+hours", (ROOT / "README.md").read_text())
     assert said and hours[said.group(1)] == round(sum(measured.values()) / 3600)

@@ -62,26 +62,35 @@ class EvaluationReport:
         }
 
 
-def expected_calibration_error(y_true, probabilities, bins=15):
-    """The ECE of `calibration` without its table: per bin, |sum of confidences - number right|
-    (the bin's count times its gap), summed over the bins and divided by the images. Fast
-    enough to bootstrap (comparison.paired_interval)."""
+def _confidence_bins(y_true, probabilities, bins):
+    """Each prediction's confidence (its largest probability), whether it is right, the bin
+    edges (equal widths over 0-1) and each prediction's bin."""
     probabilities = np.asarray(probabilities)
     confidence = probabilities.max(-1)
     correct = probabilities.argmax(-1) == np.asarray(y_true)
-    index = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)
+    edges = np.linspace(0, 1, bins + 1)
+    return confidence, correct, edges, np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+
+
+def _binned_ece(confidence, correct, index, bins):
+    """Per bin, |sum of confidences - number right| (the bin's count times its gap), summed over
+    the bins and divided by the predictions."""
     gaps = np.bincount(index, weights=confidence - correct, minlength=bins)
     return float(np.abs(gaps).sum() / len(confidence))
+
+
+def expected_calibration_error(y_true, probabilities, bins=15):
+    """The ECE of `calibration` without its table: fast enough to bootstrap
+    (comparison.paired_interval)."""
+    confidence, correct, _, index = _confidence_bins(y_true, probabilities, bins)
+    return _binned_ece(confidence, correct, index, bins)
 
 
 def calibration(y_true, probabilities, bins=15):
     """Expected calibration error and the reliability table (confidence vs accuracy per bin)."""
     import pandas as pd
 
-    confidence = probabilities.max(-1)
-    correct = probabilities.argmax(-1) == y_true
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    confidence, correct, edges, index = _confidence_bins(y_true, probabilities, bins)
     rows = []
     for b in range(bins):
         mask = index == b
@@ -94,12 +103,7 @@ def calibration(y_true, probabilities, bins=15):
                 "accuracy": float(correct[mask].mean()) if mask.any() else np.nan,
             }
         )
-    table = pd.DataFrame(rows)
-    filled = table[table["count"] > 0]
-    ece = float(
-        (filled["count"] * (filled["confidence"] - filled["accuracy"]).abs()).sum() / len(y_true)
-    )
-    return ece, table
+    return _binned_ece(confidence, correct, index, bins), pd.DataFrame(rows)
 
 
 def evaluate_predictions(y_true, probabilities, class_names):

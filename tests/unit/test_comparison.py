@@ -54,7 +54,8 @@ def test_it_refuses_arrays_that_are_not_the_same_images():
 
 
 def test_fast_calibration_error_is_the_tables():
-    """evaluation.expected_calibration_error, bootstrapped below, equals calibration()'s ECE."""
+    """evaluation.expected_calibration_error, bootstrapped below, equals calibration()'s ECE and
+    the gap its reliability table shows, weighted by each bin's count."""
     from mobilevit_utils import evaluation
 
     rng = np.random.default_rng(1)
@@ -62,7 +63,10 @@ def test_fast_calibration_error_is_the_tables():
     y = rng.integers(0, 10, 700)
     y[:400] = probabilities[:400].argmax(-1)  # right more often when confident: a realistic mix
     for bins in (5, 15, 50):
-        ece, _ = evaluation.calibration(y, probabilities, bins=bins)
+        ece, table = evaluation.calibration(y, probabilities, bins=bins)
+        filled = table[table["count"] > 0]
+        weighted = (filled["count"] * (filled["confidence"] - filled["accuracy"]).abs()).sum()
+        assert ece == pytest.approx(weighted / len(y))
         assert evaluation.expected_calibration_error(y, probabilities, bins) == pytest.approx(ece)
 
 

@@ -162,21 +162,18 @@ def summary(rows):
     return {key: (float(np.mean(values)), values) for key, values in sorted(table.items())}
 
 
-def difference(rows, n):
-    """Fine-tuned minus from scratch at `n` images per class, in points: the difference of the
-    seeds' means, its Welch 95 % interval and verdict (ablations.arm_comparison: 3 seeds each
-    needed), or None where a method has no run."""
+def difference(table, n):
+    """Fine-tuned minus from scratch at `n` images per class (`table`: `summary`'s), in points:
+    the difference of the seeds' means, its Welch 95 % interval and verdict
+    (ablations.arm_comparison: 3 seeds each needed), or None where a method has no run."""
     from benchmarks.ablations import arm_comparison
 
-    arms = [
-        {
-            int(r["seed"]): 100 * float(r["test_accuracy"])
-            for r in rows
-            if int(r["images_per_class"]) == n and r["method"] == method
-        }
-        for method in METHODS
-    ]
-    return arm_comparison(*arms) if all(arms) else None
+    if not all((n, method) in table for method in METHODS):
+        return None
+    # arm_comparison reads each arm's values ({seed: points}); the seeds' order is theirs.
+    return arm_comparison(
+        *({i: 100 * v for i, v in enumerate(table[(n, method)][1])} for method in METHODS)
+    )
 
 
 def markdown(rows, test_images):
@@ -194,7 +191,7 @@ def markdown(rows, test_images):
                 if mean is None
                 else f"{100 * mean:.1f} % ({', '.join(f'{100 * v:.1f}' for v in values)})"
             )
-        compared = difference(rows, n)
+        compared = difference(table, n)
         diff, verdict = "-", "-"
         if compared:
             delta, interval, verdict = compared

@@ -64,7 +64,8 @@ def refused(capsys, *args, says):
 
 # XLA's CPU backend compiles JAX's steps (and eager ops) without LLVM optimisation here: the
 # tests check what the code computes, not how fast, and a JAX run spends most of its time
-# compiling (backend_roundtrip.py on 2 cores: 177 s at the default level, 126 s at level 0).
+# compiling (backend_roundtrip.py on 2 cores, timed once by hand: 177 s at the default level,
+# 126 s at level 0).
 # TensorFlow, whose XLA steps gained nothing from it, keeps the default.
 FAST_XLA_COMPILE = "--xla_backend_optimization_level=0"
 
